@@ -1,0 +1,237 @@
+"""A migration bundle on disk: baseline schema, migrations with their rollbacks, the column
+mapping and the expectations. Everything specific to one migration lives there, as data."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from eventgate.errors import BundleError
+
+FILENAME = re.compile(r"^(?P<version>\d+)_(?P<slug>[A-Za-z0-9_]+)\.sql$")
+ROLLBACK_SUFFIX = "_rollback"
+MAPPING_KINDS = ("column", "jsonb", "derived", "dropped")
+
+
+def default_bundle_path() -> Path:
+    return Path(__file__).parent / "bundles" / "fase0"
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    version: int
+    name: str
+    path: Path
+
+    @cached_property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class Migration(SqlFile):
+    rollback: SqlFile | None = None
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    legacy_column: str
+    kind: str  # one of MAPPING_KINDS
+    target: str  # column name, "column.key" for jsonb, or the reason when dropped
+    sql: str | None = None
+    inverse: str | None = None
+    also: str | None = None
+    note: str | None = None
+
+    @property
+    def jsonb_column(self) -> str:
+        return self.target.split(".", 1)[0]
+
+    @property
+    def jsonb_key(self) -> str:
+        return self.target.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    legacy_table: str
+    target: str
+    columns: dict[str, ColumnMapping]
+    filter: str | None = None
+    backup: str | None = None
+    view: str | None = None
+    key: str = "id"
+    note: str | None = None
+    new_columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def legacy_source(self) -> str:
+        """Where the legacy rows are read after migration: the backup, or the kept table."""
+        return self.backup or self.legacy_table
+
+
+@dataclass(frozen=True)
+class IndexExpectation:
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Expectations:
+    tables: tuple[str, ...]
+    views: tuple[str, ...]
+    indexes: tuple[IndexExpectation, ...]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    baseline: tuple[SqlFile, ...]
+    migrations: tuple[Migration, ...]
+    mapping: dict[str, TableMapping]
+    expectations: Expectations
+
+    def migration(self, version: int) -> Migration:
+        for migration in self.migrations:
+            if migration.version == version:
+                return migration
+        raise BundleError(f"the bundle {self.root} has no migration {version:03d}")
+
+    @property
+    def versions(self) -> list[int]:
+        return [m.version for m in self.migrations]
+
+
+def _sql_files(directory: Path, *, rollback: bool = False) -> list[SqlFile]:
+    if not directory.is_dir():
+        raise BundleError(f"the bundle has no {directory.name}/ directory (looked at {directory})")
+    files: dict[int, SqlFile] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix != ".sql":
+            continue
+        match = FILENAME.match(path.name)
+        if not match:
+            raise BundleError(
+                f"{path} is not named NNN_name.sql; migrations are ordered by that number"
+            )
+        version, name = int(match["version"]), path.stem
+        if rollback:
+            if not name.endswith(ROLLBACK_SUFFIX):
+                raise BundleError(f"{path} is in rollback/ but is not named NNN_name_rollback.sql")
+            name = name.removesuffix(ROLLBACK_SUFFIX)
+        if version in files:
+            raise BundleError(
+                f"two files in {directory} carry the number {version}: "
+                f"{files[version].path.name} and {path.name}"
+            )
+        files[version] = SqlFile(version, name, path)
+    # Ordered by number, so 10 comes after 9 and not before 2.
+    return [files[v] for v in sorted(files)]
+
+
+def _migrations(root: Path) -> tuple[Migration, ...]:
+    forward = _sql_files(root / "migrations")
+    if not forward:
+        raise BundleError(f"{root / 'migrations'} holds no NNN_name.sql files")
+    rollbacks = {f.version: f for f in _sql_files(root / "rollback", rollback=True)}
+    migrations = []
+    for f in forward:
+        back = rollbacks.pop(f.version, None)
+        if back is None:
+            raise BundleError(
+                f"{f.label} has no rollback: add rollback/{f.name}{ROLLBACK_SUFFIX}.sql"
+            )
+        if back.name != f.name:
+            raise BundleError(
+                f"rollback/{back.label} does not match {f.label}: expected "
+                f"{f.name}{ROLLBACK_SUFFIX}.sql"
+            )
+        migrations.append(Migration(f.version, f.name, f.path, rollback=back))
+    if rollbacks:
+        stray = ", ".join(f.label for f in rollbacks.values())
+        raise BundleError(f"rollback scripts without a migration: {stray}")
+    return tuple(migrations)
+
+
+def _column_mapping(table: str, column: str, spec: dict[str, Any]) -> ColumnMapping:
+    kinds = [k for k in MAPPING_KINDS if k in spec]
+    if len(kinds) != 1:
+        raise BundleError(
+            f"mapping.toml: {table}.{column} must have exactly one of "
+            f"{', '.join(MAPPING_KINDS)}; it has {kinds or 'none'}"
+        )
+    kind = kinds[0]
+    if kind == "jsonb" and "." not in spec["jsonb"]:
+        raise BundleError(f"mapping.toml: {table}.{column} jsonb must read 'column.key'")
+    if kind == "derived" and not (spec.get("sql") and spec.get("inverse")):
+        raise BundleError(f"mapping.toml: derived {table}.{column} needs both sql and inverse")
+    return ColumnMapping(column, kind, spec[kind], spec.get("sql"), spec.get("inverse"),
+                         spec.get("also"), spec.get("note"))
+
+
+def _mapping(path: Path) -> dict[str, TableMapping]:
+    data = _toml(path)
+    tables: dict[str, TableMapping] = {}
+    for legacy, spec in data.get("tables", {}).items():
+        if "target" not in spec or "columns" not in spec:
+            raise BundleError(f"mapping.toml: [tables.{legacy}] needs target and columns")
+        columns = {c: _column_mapping(legacy, c, s) for c, s in spec["columns"].items()}
+        tables[legacy] = TableMapping(
+            legacy, spec["target"], columns, spec.get("filter"), spec.get("backup"),
+            spec.get("view"), spec.get("key", "id"), spec.get("note"),
+            dict(spec.get("new_columns", {})),
+        )
+    if not tables:
+        raise BundleError(f"{path} maps no tables")
+    return tables
+
+
+def _expectations(path: Path) -> Expectations:
+    data = _toml(path)
+    schema = data.get("schema", {})
+    indexes = []
+    for spec in data.get("indexes", []):
+        try:
+            indexes.append(IndexExpectation(spec["name"], spec["table"], tuple(spec["columns"]),
+                                            bool(spec.get("unique", False)), spec.get("why", "")))
+        except KeyError as exc:
+            raise BundleError(f"expectations.toml: an [[indexes]] entry lacks {exc}") from exc
+    return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
+                        tuple(indexes))
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise BundleError(f"the bundle has no {path.name} (looked at {path})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BundleError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def load_bundle(path: str | Path | None = None) -> Bundle:
+    """Read and check a bundle directory; the reference bundle when no path is given."""
+    root = Path(path) if path else default_bundle_path()
+    if not root.is_dir():
+        raise BundleError(f"no bundle directory at {root}; pass --bundle PATH to a directory "
+                          "holding baseline/, migrations/, rollback/, mapping.toml and "
+                          "expectations.toml")
+    return Bundle(root.resolve(), tuple(_sql_files(root / "baseline")), _migrations(root),
+                  _mapping(root / "mapping.toml"), _expectations(root / "expectations.toml"))

@@ -1,0 +1,197 @@
+"""An ephemeral PostgreSQL cluster in a temporary directory, gone without a trace on exit."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from eventgate.errors import ProvisioningError
+from eventgate.pg.binaries import ServerBinaries
+from eventgate.pg.server import Server
+
+SUPERUSER = "eventgate"
+READY_TIMEOUT_S = 30.0
+# Durability is worthless for a throwaway cluster and costs most of the seeding time.
+SERVER_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "100",
+    "shared_buffers": "128MB",
+    "maintenance_work_mem": "256MB",
+    "log_min_messages": "warning",
+    "logging_collector": "off",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _run_as() -> dict[str, Any]:
+    """PostgreSQL refuses to run as root, so as root we drop to an unprivileged OS user."""
+    if os.geteuid() != 0:
+        return {}
+    wanted = os.environ.get("EVENTGATE_PG_OS_USER", "postgres")
+    for name in (wanted, "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    raise ProvisioningError(
+        f"running as root, and neither the OS user {wanted!r} nor 'nobody' exists to run "
+        "PostgreSQL (it refuses root); create one with `useradd --system postgres` "
+        "or set EVENTGATE_PG_OS_USER"
+    )
+
+
+class LocalCluster:
+    """initdb + postgres in a fresh directory; `stop()` removes the process and the directory."""
+
+    def __init__(self, binaries: ServerBinaries) -> None:
+        self.binaries = binaries
+        self.root = Path(tempfile.mkdtemp(prefix="eventgate-pg-"))
+        self.datadir = self.root / "data"
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._identity = _run_as()
+        atexit.register(self.stop)
+
+    @property
+    def logfile(self) -> Path:
+        return self.root / "postgres.log"
+
+    def _subprocess_kwargs(self) -> dict[str, Any]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C.UTF-8"
+        return {"cwd": self.root, "env": env, **self._identity}
+
+    def start(self) -> Server:
+        if self._identity:
+            os.chown(self.root, self._identity["user"], self._identity["group"])
+        self._initdb()
+        last_error = ""
+        for _ in range(3):  # another process may take the free port between probe and bind
+            self.port = _free_port()
+            try:
+                self._launch()
+                break
+            except ProvisioningError as exc:
+                last_error = str(exc)
+                if "could not bind" not in last_error and "in use" not in last_error:
+                    raise
+        else:
+            raise ProvisioningError(last_error)
+        dsn = f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres"
+        return Server(
+            dsn=dsn,
+            version=self.binaries.version,
+            route=f"ephemeral local cluster ({self.binaries.bindir}, found via "
+            f"{self.binaries.found_via})",
+            owned=True,
+        )
+
+    def _initdb(self) -> None:
+        done = subprocess.run(
+            [
+                self.binaries.tool("initdb"),
+                "-D", str(self.datadir),
+                "-U", SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            **self._subprocess_kwargs(),
+        )
+        if done.returncode != 0:
+            raise ProvisioningError(
+                f"initdb failed in {self.datadir} (exit {done.returncode}): "
+                f"{done.stderr.strip()[-800:]}"
+            )
+
+    def _launch(self) -> None:
+        args = [self.binaries.tool("postgres"), "-D", str(self.datadir), "-p", str(self.port),
+                "-k", str(self.root)]
+        for key, value in SERVER_SETTINGS.items():
+            args += ["-c", f"{key}={value}"]
+        with open(self.logfile, "ab") as log:
+            # A session of its own, so a Ctrl-C meant for pytest does not reach the server
+            # before our teardown does.
+            self._process = subprocess.Popen(
+                args, stdout=log, stderr=log, start_new_session=True,
+                **self._subprocess_kwargs(),
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        dsn = f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres"
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._process = None
+                raise ProvisioningError(
+                    f"postgres exited during start-up; its log ({self.logfile}) ends with: "
+                    f"{self._log_tail()}"
+                )
+            try:
+                psycopg.connect(dsn, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.02)
+        raise ProvisioningError(
+            f"postgres did not accept connections on port {self.port} within "
+            f"{READY_TIMEOUT_S:.0f} s; log: {self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace").strip()[-800:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown, then SIGKILL) and delete the directory. Idempotent."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+
+@contextlib.contextmanager
+def local_cluster(binaries: ServerBinaries) -> Iterator[Server]:
+    cluster = LocalCluster(binaries)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
