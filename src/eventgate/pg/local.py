@@ -22,7 +22,7 @@ from eventgate.errors import ProvisioningError
 from eventgate.pg.binaries import ServerBinaries
 from eventgate.pg.server import Server
 
-SUPERUSER = "eventgate"
+SUPERUSER = "postgres"
 READY_TIMEOUT_S = 30.0
 # Durability is worthless for a throwaway cluster and costs most of the seeding time.
 SERVER_SETTINGS = {

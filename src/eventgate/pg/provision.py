@@ -1,4 +1,5 @@
-"""Choosing where PostgreSQL comes from: --dsn, local binaries, testcontainers, or one clear error."""
+"""Choosing where PostgreSQL comes from: --dsn, local binaries, testcontainers, or one clear
+error listing what was tried."""
 
 from __future__ import annotations
 

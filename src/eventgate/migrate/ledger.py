@@ -1,0 +1,78 @@
+"""The ledger: which migrations are applied to a database, with their checksums."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from eventgate.bundle import Migration
+
+SCHEMA = "eventgate_ledger"
+TABLE = "migration_ledger"
+
+CREATE = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.{TABLE} (
+    version      integer       PRIMARY KEY,
+    name         text          NOT NULL,
+    sha256       char(64)      NOT NULL,
+    applied_at   timestamptz   NOT NULL DEFAULT now(),
+    duration_ms  numeric(12,3) NOT NULL,
+    applied_by   text          NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    version: int
+    name: str
+    sha256: str
+    applied_at: datetime
+    duration_ms: float
+    applied_by: str
+
+
+def exists(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{TABLE}",)).fetchone()
+    return bool(row and row[0])
+
+
+def ensure(conn: psycopg.Connection) -> None:
+    conn.execute(CREATE)
+
+
+def entries(conn: psycopg.Connection) -> list[LedgerEntry]:
+    """Applied migrations in version order; empty when the ledger does not exist yet."""
+    if not exists(conn):
+        return []
+    rows = conn.execute(
+        f"SELECT version, name, sha256, applied_at, duration_ms, applied_by "
+        f"FROM {SCHEMA}.{TABLE} ORDER BY version"
+    ).fetchall()
+    return [LedgerEntry(r[0], r[1], r[2], r[3], float(r[4]), r[5]) for r in rows]
+
+
+def applied_by() -> str:
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return f"{who}@{socket.gethostname()}"
+
+
+def record(conn: psycopg.Connection, migration: Migration, duration_s: float) -> None:
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.{TABLE} (version, name, sha256, duration_ms, applied_by) "
+        "VALUES (%s, %s, %s, %s, %s || ' as ' || current_user)",
+        (migration.version, migration.name, migration.sha256, round(duration_s * 1000, 3),
+         applied_by()),
+    )
+
+
+def remove(conn: psycopg.Connection, version: int) -> None:
+    conn.execute(f"DELETE FROM {SCHEMA}.{TABLE} WHERE version = %s", (version,))

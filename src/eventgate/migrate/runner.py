@@ -1,0 +1,286 @@
+"""The migration runner: plan, dry-run, execute, validate and roll back a bundle's migrations,
+one transaction per migration, under an advisory lock, with a ledger of checksums."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import psycopg
+
+from eventgate.bundle import Bundle, Migration, SqlFile
+from eventgate.errors import MigrationError
+from eventgate.migrate import ledger, locking
+from eventgate.migrate.sqlsplit import split_statements, summary
+
+
+@dataclass(frozen=True)
+class StatementReport:
+    summary: str
+    status: str
+    rows: int | None
+    duration_s: float
+
+
+@dataclass
+class StepReport:
+    version: int
+    label: str
+    statements: list[StatementReport] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows or 0 for s in self.statements)
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    version: int
+    label: str
+    state: str  # applied | pending | edited | missing-file
+    entry: ledger.LedgerEntry | None
+
+
+class ProgressSink(Protocol):
+    def begin(self, label: str, statements: int) -> None: ...
+    def statement(self, text: str) -> None: ...
+    def end(self, report: StepReport) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class NullProgress:
+    def begin(self, label: str, statements: int) -> None:
+        pass
+
+    def statement(self, text: str) -> None:
+        pass
+
+    def end(self, report: StepReport) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+class _DryRunRollback(Exception):
+    """Raised inside the dry-run transaction so that psycopg rolls it back."""
+
+
+def ledger_problems(entries: list[ledger.LedgerEntry], bundle: Bundle) -> list[str]:
+    """What is wrong between the ledger and the files: edited, missing, applied out of order."""
+    problems = []
+    files = {m.version: m for m in bundle.migrations}
+    applied = {e.version for e in entries}
+    for entry in entries:
+        migration = files.get(entry.version)
+        if migration is None:
+            problems.append(
+                f"the ledger records {entry.version:03d} ({entry.name}) as applied, but the "
+                f"bundle has no such migration; restore the file to {bundle.root / 'migrations'}"
+            )
+        elif migration.sha256 != entry.sha256:
+            problems.append(
+                f"{migration.label} was edited after it was applied (ledger sha256 "
+                f"{entry.sha256[:12]}…, file {migration.sha256[:12]}…); restore the applied "
+                "version from version control, or roll it back before changing it"
+            )
+    if applied:
+        newest = max(applied)
+        for version in sorted(files):
+            if version < newest and version not in applied:
+                problems.append(
+                    f"{files[version].label} is not applied but a later migration "
+                    f"({newest:03d}) is: the migrations were applied out of order"
+                )
+    return problems
+
+
+class Runner:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        bundle: Bundle,
+        *,
+        lock_wait_s: float = 30.0,
+        lock_timeout_ms: int = 5000,
+        lock_retries: int = 5,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        if not conn.autocommit:
+            raise ValueError("the runner needs an autocommit connection; it opens its own "
+                             "transactions")
+        self.conn = conn
+        self.bundle = bundle
+        self.lock_wait_s = lock_wait_s
+        self.lock_timeout_ms = lock_timeout_ms
+        self.lock_retries = lock_retries
+        self.progress: ProgressSink = progress or NullProgress()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def entries(self) -> list[ledger.LedgerEntry]:
+        return ledger.entries(self.conn)
+
+    def pending(self) -> list[Migration]:
+        applied = {e.version for e in self.entries()}
+        return [m for m in self.bundle.migrations if m.version not in applied]
+
+    def status(self) -> list[StatusRow]:
+        entries = {e.version: e for e in self.entries()}
+        rows = []
+        for m in self.bundle.migrations:
+            entry = entries.pop(m.version, None)
+            state = "pending" if entry is None else (
+                "applied" if entry.sha256 == m.sha256 else "edited")
+            rows.append(StatusRow(m.version, m.label, state, entry))
+        rows += [StatusRow(e.version, f"{e.name}.sql", "missing-file", e)
+                 for e in entries.values()]
+        return sorted(rows, key=lambda r: r.version)
+
+    def validate(self) -> list[str]:
+        """Everything wrong with the applied migrations; an empty list means complete and
+        intact. The schema expectations are the gates' business (eventgate.checks)."""
+        entries = self.entries()
+        problems = ledger_problems(entries, self.bundle)
+        applied = {e.version for e in entries}
+        missing = [m.label for m in self.bundle.migrations if m.version not in applied]
+        if missing:
+            problems.append(f"not applied yet: {', '.join(missing)}; run eventgate migrate "
+                            "--execute")
+        return problems
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _runner_lock(self) -> Iterator[None]:
+        locking.acquire_runner_lock(self.conn, self.lock_wait_s)
+        try:
+            yield
+        finally:
+            locking.release_runner_lock(self.conn)
+
+    def _refuse_on_ledger_problems(self) -> None:
+        problems = ledger_problems(self.entries(), self.bundle)
+        if problems:
+            raise MigrationError("nothing was changed, because the ledger and the bundle "
+                                 "disagree:\n  - " + "\n  - ".join(problems))
+
+    def _run_script(self, script: SqlFile) -> StepReport:
+        statements = split_statements(script.sql)
+        report = StepReport(script.version, script.label)
+        self.progress.begin(script.label, len(statements))
+        started = time.perf_counter()
+        self.conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
+        with self.conn.cursor() as cur:
+            for statement in statements:
+                text = summary(statement)
+                self.progress.statement(text)
+                t0 = time.perf_counter()
+                try:
+                    cur.execute(statement.encode())
+                except psycopg.errors.LockNotAvailable:
+                    raise
+                except psycopg.Error as exc:
+                    raise MigrationError(
+                        f"{script.label} failed at `{text}`: {str(exc).strip()}; the "
+                        "transaction was rolled back, so the database is as it was before "
+                        f"{script.label}"
+                    ) from exc
+                rows = cur.rowcount if cur.rowcount >= 0 else None
+                report.statements.append(StatementReport(
+                    text, cur.statusmessage or "", rows, time.perf_counter() - t0))
+        report.duration_s = time.perf_counter() - started
+        return report
+
+    def _apply(self, migration: Migration) -> StepReport:
+        def attempt() -> StepReport:
+            with self.conn.transaction():
+                report = self._run_script(migration)
+                ledger.record(self.conn, migration, report.duration_s)
+            return report
+
+        report = locking.retry_on_lock_timeout(
+            self.conn, attempt, migration.label, self.lock_retries, self.lock_timeout_ms,
+            on_retry=lambda n, pause: self.progress.note(
+                f"{migration.label}: lock_timeout, retry {n} in {pause:.2f} s"),
+        )
+        self.progress.end(report)
+        return report
+
+    def execute(self) -> list[StepReport]:
+        """Apply every pending migration, each in its own transaction with its ledger row."""
+        with self._runner_lock():
+            self._refuse_on_ledger_problems()
+            ledger.ensure(self.conn)
+            return [self._apply(m) for m in self.pending()]
+
+    def dry_run(self) -> list[StepReport]:
+        """Run the pending migrations in one transaction and roll it back, reporting what each
+        statement did. Sequences are compared before and after, since PostgreSQL never rolls
+        them back."""
+        with self._runner_lock():
+            self._refuse_on_ledger_problems()
+            before = self._sequence_positions()
+            reports: list[StepReport] = []
+            try:
+                with self.conn.transaction():
+                    ledger.ensure(self.conn)
+                    for migration in self.pending():
+                        report = self._run_script(migration)
+                        ledger.record(self.conn, migration, report.duration_s)
+                        self.progress.end(report)
+                        reports.append(report)
+                    raise _DryRunRollback
+            except _DryRunRollback:
+                pass
+            moved = {k: v for k, v in self._sequence_positions().items() if before.get(k) != v}
+            if moved:
+                raise MigrationError(
+                    "the dry run was rolled back, but these sequences moved and stay moved "
+                    f"(PostgreSQL does not roll back nextval/setval): {moved}; use "
+                    "ALTER SEQUENCE … RESTART in migrations instead of setval"
+                )
+            return reports
+
+    def _sequence_positions(self) -> dict[str, object]:
+        rows = self.conn.execute(
+            "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences"
+        ).fetchall()
+        return dict(rows)
+
+    def rollback(self, to: int | None = None) -> list[StepReport]:
+        """Roll back applied migrations newer than `to` (default: only the newest), newest
+        first, each in its own transaction."""
+        with self._runner_lock():
+            applied = [e.version for e in self.entries()]
+            if not applied:
+                return []
+            # Without a target, only the newest goes: back to the one applied before it.
+            target = to if to is not None else [0, *applied][-2]
+            reports = []
+            for version in sorted((v for v in applied if v > target), reverse=True):
+                migration = self.bundle.migration(version)
+                reports.append(self._unapply(migration))
+            return reports
+
+    def _unapply(self, migration: Migration) -> StepReport:
+        assert migration.rollback is not None
+        script = migration.rollback
+
+        def attempt() -> StepReport:
+            with self.conn.transaction():
+                report = self._run_script(script)
+                ledger.remove(self.conn, migration.version)
+            return report
+
+        report = locking.retry_on_lock_timeout(
+            self.conn, attempt, script.label, self.lock_retries, self.lock_timeout_ms,
+            on_retry=lambda n, pause: self.progress.note(
+                f"{script.label}: lock_timeout, retry {n} in {pause:.2f} s"),
+        )
+        self.progress.end(report)
+        return report

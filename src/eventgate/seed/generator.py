@@ -1,0 +1,181 @@
+"""Deterministic legacy wedding data: the same seed gives the same rows, byte for byte.
+
+Values are meant to look like production: several tenants with skew (a few large ones), many
+time zones, every RSVP state, NULL ceremony times, empty strings beside NULLs, non-ASCII names,
+and a handful of weddings placed on the edges where date-and-zone arithmetic breaks (DST gaps
+and overlaps, zones at +14 and -11, no date at all).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+TIMEZONES = (
+    "Asia/Jakarta", "Asia/Makassar", "Asia/Jayapura", "Europe/London", "Europe/Berlin",
+    "America/New_York", "America/Sao_Paulo", "Australia/Sydney", "UTC", "Asia/Kolkata",
+)
+FIRST_NAMES = (
+    "Ayu", "Budi", "Citra", "Dewi", "Eka", "Fajar", "Gita", "Hadi", "Indah", "Joko", "Zoë",
+    "José", "Anaïs", "Łukasz", "Siobhán", "Nguyễn", "Ni Made", "O'Brien", "Mary-Jane", "Søren",
+)
+LAST_NAMES = (
+    "Santoso", "Wijaya", "Pratama", "Smith", "Müller", "García", "Kowalski", "Tanaka",
+    "Nasution", "Hutapea", "D'Angelo", "van der Berg",
+)
+THEMES = ("rustic", "classic", "beach", "garden", "modern", "traditional-javanese", "bohemian")
+STATUSES = (("published", 50), ("completed", 25), ("draft", 18), ("cancelled", 7))
+RSVP = (("pending", 40), ("accepted", 40), ("declined", 15), ("maybe", 5))
+DIETARY = ("vegetarian", "vegan", "halal", "no nuts", "gluten-free; lactose-free",
+           "kosher", "pescatarian", "allergic to shellfish\nEpiPen at table")
+SECTION_TYPES = ("hero", "story", "schedule", "venue", "gallery", "registry", "rsvp", "faq")
+
+# (wedding_date, ceremony_time, timezone): the places a date + time + zone derivation breaks.
+EDGE_WEDDINGS = (
+    (date(2025, 3, 9), time(2, 30), "America/New_York"),      # DST gap: 02:30 never happens
+    (date(2025, 11, 2), time(1, 30), "America/New_York"),     # DST overlap: 01:30 happens twice
+    (date(2025, 3, 30), time(2, 15), "Europe/Berlin"),        # DST gap in Europe
+    (date(2025, 10, 5), time(2, 0), "Australia/Sydney"),      # southern-hemisphere DST gap
+    (date(2025, 12, 31), time(23, 59, 59, 999999), "Pacific/Kiritimati"),  # UTC+14, year end
+    (date(2026, 1, 1), time(0, 0), "Pacific/Pago_Pago"),      # UTC-11, midnight
+    (date(2025, 6, 15), None, "Asia/Jakarta"),                # no ceremony time
+    (None, None, "UTC"),                                      # no date yet
+)
+
+TENANTS_COLUMNS = ("id", "name", "slug", "created_at")
+WEDDING_COLUMNS = (
+    "id", "tenant_id", "slug", "bride_name", "groom_name", "wedding_date", "ceremony_time",
+    "reception_time", "timezone", "venue_name", "venue_address", "theme", "status",
+    "created_at", "updated_at",
+)
+INVITATION_COLUMNS = (
+    "id", "wedding_id", "guest_name", "email", "phone", "rsvp_status", "party_size",
+    "dietary_notes", "table_number", "invited_at", "responded_at",
+)
+SECTION_COLUMNS = ("id", "wedding_id", "section_type", "title", "content", "position",
+                   "is_visible")
+
+Row = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    weddings: int
+    guests_per_wedding: int
+    seed: int = 42
+    sections_per_wedding: int = 5
+    tenants: int | None = None
+
+    @property
+    def tenant_count(self) -> int:
+        if self.tenants is not None:
+            return self.tenants
+        return max(3, min(1000, self.weddings // 20))
+
+
+@dataclass(frozen=True)
+class WeddingStub:
+    id: int
+    created_at: datetime
+    wedding_date: date | None
+
+
+def _weighted(rng: random.Random, choices: tuple[tuple[str, int], ...]) -> str:
+    return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
+
+
+def _name(rng: random.Random) -> str:
+    return f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+
+
+def _instant(rng: random.Random, start: datetime, span_days: int) -> datetime:
+    # Microseconds on purpose: comparisons must hold at full timestamp precision.
+    return start + timedelta(seconds=rng.randrange(span_days * 86400),
+                             microseconds=rng.randrange(1_000_000))
+
+
+def tenants(plan: SeedPlan) -> list[Row]:
+    rng = random.Random(f"{plan.seed}:tenants")
+    rows: list[Row] = []
+    for n in range(plan.tenant_count):
+        tid = uuid.UUID(int=rng.getrandbits(128), version=4)
+        created = _instant(rng, datetime(2019, 1, 1, tzinfo=UTC), 1500)
+        rows.append((tid, f"{rng.choice(LAST_NAMES)} Weddings {n + 1}", f"organiser-{n + 1}",
+                     created))
+    return rows
+
+
+def _tenant_weights(count: int) -> list[float]:
+    # Zipf-like: the first tenants are much larger than the long tail.
+    return [1.0 / (rank + 1) for rank in range(count)]
+
+
+def weddings(plan: SeedPlan, tenant_rows: list[Row]) -> Iterator[Row]:
+    rng = random.Random(f"{plan.seed}:weddings")
+    tenant_ids = [r[0] for r in tenant_rows]
+    weights = _tenant_weights(len(tenant_ids))
+    for wid in range(1, plan.weddings + 1):
+        tenant = tenant_ids[0] if wid <= len(EDGE_WEDDINGS) else rng.choices(
+            tenant_ids, weights=weights)[0]
+        bride, groom = _name(rng), _name(rng)
+        if wid <= len(EDGE_WEDDINGS):
+            wedding_date, ceremony, zone = EDGE_WEDDINGS[wid - 1]
+        else:
+            wedding_date = date(2023, 1, 1) + timedelta(days=rng.randrange(5 * 365))
+            ceremony = None if rng.random() < 0.1 else time(rng.randrange(8, 20),
+                                                             rng.choice((0, 15, 30, 45)))
+            zone = rng.choice(TIMEZONES)
+        reception = None
+        if ceremony is not None and rng.random() < 0.8:
+            reception = time((ceremony.hour + 3) % 24, ceremony.minute)
+        created = _instant(rng, datetime(2022, 1, 1, tzinfo=UTC), 900)
+        updated = created + timedelta(seconds=rng.randrange(0, 90 * 86400),
+                                      microseconds=rng.randrange(1_000_000))
+        slug = f"{bride.split()[0]}-and-{groom.split()[0]}-{wid}".lower().replace("'", "")
+        venue = None if rng.random() < 0.15 else f"{rng.choice(LAST_NAMES)} Hall"
+        address = None if venue is None else ("" if rng.random() < 0.05 else
+                                              f"Jl. {rng.choice(LAST_NAMES)} No. {wid % 200}")
+        theme = None if rng.random() < 0.3 else rng.choice(THEMES)
+        yield (wid, tenant, slug, bride, groom, wedding_date, ceremony, reception, zone, venue,
+               address, theme, _weighted(rng, STATUSES), created, updated)
+
+
+def invitations(plan: SeedPlan, stubs: list[WeddingStub]) -> Iterator[Row]:
+    rng = random.Random(f"{plan.seed}:invitations")
+    next_id = 1
+    low, high = plan.guests_per_wedding // 2, plan.guests_per_wedding * 3 // 2
+    for wedding in stubs:
+        for _ in range(rng.randint(low, high) if high else 0):
+            name = _name(rng)
+            email = None if rng.random() < 0.15 else (
+                f"{name.split()[0].lower()}.{next_id}@example.org")
+            if email and rng.random() < 0.05:
+                email = email.upper()
+            phone = None if rng.random() < 0.4 else f"+62 8{rng.randrange(10**9, 10**10)}"
+            rsvp = _weighted(rng, RSVP)
+            invited = _instant(rng, wedding.created_at, 60)
+            responded = None if rsvp == "pending" else invited + timedelta(
+                seconds=rng.randrange(1, 30 * 86400), microseconds=rng.randrange(1_000_000))
+            dice = rng.random()
+            dietary = None if dice < 0.7 else ("" if dice < 0.8 else rng.choice(DIETARY))
+            table = None if rsvp in ("pending", "declined") else rng.randrange(1, 31)
+            yield (next_id, wedding.id, name, email, phone, rsvp, rng.randint(1, 4), dietary,
+                   table, invited, responded)
+            next_id += 1
+
+
+def sections(plan: SeedPlan, stubs: list[WeddingStub]) -> Iterator[Row]:
+    rng = random.Random(f"{plan.seed}:sections")
+    next_id = 1
+    for wedding in stubs:
+        count = min(plan.sections_per_wedding, len(SECTION_TYPES))
+        for position, kind in enumerate(rng.sample(SECTION_TYPES, count)):
+            title = None if rng.random() < 0.1 else kind.replace("-", " ").title()
+            content = None if rng.random() < 0.05 else (
+                f"<p>{kind} for wedding {wedding.id}</p>\n\t“Selamat menempuh hidup baru”")
+            yield (next_id, wedding.id, kind, title, content, position * 10,
+                   rng.random() > 0.1)
+            next_id += 1
