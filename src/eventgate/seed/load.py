@@ -98,3 +98,10 @@ def load(conn: psycopg.Connection, plan: gen.SeedPlan,
             ).format(t=sql.Literal(table), i=sql.Identifier(table)))
     conn.execute("ANALYZE")
     return SeedCounts(n_tenants, n_weddings, n_invitations, n_sections)
+
+
+def build_legacy(conn: psycopg.Connection, bundle: Bundle, plan: gen.SeedPlan,
+                 progress: ProgressFn | None = None) -> SeedCounts:
+    """An empty database becomes the legacy wedding database: schema, then seeded rows."""
+    apply_baseline(conn, bundle)
+    return load(conn, plan, progress)

@@ -1,0 +1,92 @@
+"""A fingerprint of a database's schema and content, to prove that something (a dry run, a
+migration and its rollback) left the database exactly as it was."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+# The ledger records history and outlives rollbacks, so it is not part of the fingerprint.
+IGNORED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "eventgate_ledger")
+
+SCHEMA_QUERIES = {
+    "relations": """
+        SELECT n.nspname, c.relname, c.relkind, c.relpersistence
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname NOT LIKE 'pg_temp%%'
+         ORDER BY 1, 2""",
+    "columns": """
+        SELECT table_schema, table_name, ordinal_position, column_name, data_type,
+               character_maximum_length, numeric_precision, is_nullable, column_default
+          FROM information_schema.columns
+         WHERE table_schema <> ALL(%(ignored)s)
+         ORDER BY 1, 2, 3""",
+    "constraints": """
+        SELECT n.nspname, t.relname, c.conname, pg_get_constraintdef(c.oid)
+          FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname <> ALL(%(ignored)s)
+         ORDER BY 1, 2, 3""",
+    "indexes": """
+        SELECT schemaname, tablename, indexname, indexdef FROM pg_indexes
+         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+    "views": """
+        SELECT schemaname, viewname, definition FROM pg_views
+         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2""",
+    "functions": """
+        SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), md5(p.prosrc)
+          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+    "sequences": """
+        SELECT schemaname, sequencename, last_value FROM pg_sequences
+         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2""",
+}
+
+
+def _tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname <> ALL(%s) ORDER BY 1, 2",
+        (list(IGNORED_SCHEMAS),)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def content_checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
+    """Per table: row count and an order-independent checksum of every row's text form."""
+    sums = {}
+    for schema, table in _tables(conn):
+        row = conn.execute(sql.SQL(
+            "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint)"
+            ", 0)::text FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(table))
+        ).fetchone()
+        assert row is not None
+        sums[f"{schema}.{table}"] = (int(row[0]), str(row[1]))
+    return sums
+
+
+def fingerprint(conn: psycopg.Connection) -> dict[str, object]:
+    """Schema (from the catalog) and content checksums, comparable with ==."""
+    params = {"ignored": list(IGNORED_SCHEMAS)}
+    found: dict[str, object] = {
+        name: conn.execute(query, params).fetchall() for name, query in SCHEMA_QUERIES.items()
+    }
+    found["content"] = content_checksums(conn)
+    return found
+
+
+def differences(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """What changed between two fingerprints, one line per part, for assertion messages."""
+    lines = []
+    for part in before.keys() | after.keys():
+        old, new = before.get(part), after.get(part)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            lines.append(f"{part}: {', '.join(changed)}")
+        elif isinstance(old, list) and isinstance(new, list):
+            gone = [r for r in old if r not in new][:3]
+            came = [r for r in new if r not in old][:3]
+            lines.append(f"{part}: gone {gone}, new {came}")
+        else:
+            lines.append(part)
+    return sorted(lines)

@@ -1,0 +1,67 @@
+"""One frozen settings object, resolved once from command-line flags, environment and ini."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from eventgate.bundle import default_bundle_path
+
+
+@dataclass(frozen=True)
+class Option:
+    dest: str
+    flag: str
+    env: str
+    help: str
+    default: str | None = None
+
+
+OPTIONS = (
+    Option("eventgate_dsn", "--dsn", "EVENTGATE_DSN",
+           "an existing PostgreSQL database to check (read-only for green tests); the suite "
+           "never creates or drops it. Without it the suite starts its own cluster."),
+    Option("eventgate_bundle", "--bundle", "EVENTGATE_BUNDLE",
+           "migration bundle directory (baseline/, migrations/, rollback/, mapping.toml, "
+           "expectations.toml); default: the reference FASE 0 bundle"),
+    Option("eventgate_pg_bindir", "--pg-bindir", "EVENTGATE_PG_BINDIR",
+           "directory holding initdb and postgres for the embedded cluster; default: PATH, "
+           "pg_config --bindir, then /usr/lib/postgresql/*/bin"),
+    Option("eventgate_scale", "--scale", "EVENTGATE_SCALE",
+           "seed data volume for the embedded database: small or medium", "small"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    dsn: str | None
+    bundle: Path
+    pg_bindir: str | None
+    scale: str
+
+    @property
+    def external(self) -> bool:
+        return self.dsn is not None
+
+
+def _resolve(config: pytest.Config, option: Option) -> str | None:
+    value = config.getoption(option.dest, default=None)
+    if value:
+        return str(value)
+    if os.environ.get(option.env):
+        return os.environ[option.env]
+    ini = config.getini(option.dest)
+    return str(ini) if ini else option.default
+
+
+def settings_from(config: pytest.Config) -> Settings:
+    values = {o.dest: _resolve(config, o) for o in OPTIONS}
+    return Settings(
+        dsn=values["eventgate_dsn"],
+        bundle=Path(values["eventgate_bundle"] or default_bundle_path()),
+        pg_bindir=values["eventgate_pg_bindir"],
+        scale=values["eventgate_scale"] or "small",
+    )

@@ -1,0 +1,153 @@
+"""The suite's fixtures: one server per session (per xdist worker), a seeded legacy template and
+a migrated template built once, cheap clones for tests that change data, and read-only
+connections for the green gates."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from eventgate.bundle import Bundle, load_bundle
+from eventgate.config import Settings, settings_from
+from eventgate.errors import EventgateError
+from eventgate.migrate.runner import Runner
+from eventgate.pg import provision
+from eventgate.pg.databases import Database, Databases
+from eventgate.pg.server import Server
+from eventgate.seed.load import build_legacy
+from eventgate.seed.scales import scale
+
+STATEMENT_TIMEOUT_MS = 60_000
+OWNED_ONLY = ("needs a database the suite owns (it writes); runs on the embedded cluster, "
+              "not against --dsn")
+
+
+@pytest.fixture(scope="session")
+def eventgate_settings(pytestconfig: pytest.Config) -> Settings:
+    return settings_from(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def bundle(eventgate_settings: Settings) -> Bundle:
+    try:
+        return load_bundle(eventgate_settings.bundle)
+    except EventgateError as exc:
+        pytest.exit(f"eventgate: {exc}", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def pg_server(eventgate_settings: Settings) -> Iterator[Server]:
+    """The session's PostgreSQL server; one the suite started is stopped and deleted after."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(
+                provision(eventgate_settings.dsn, eventgate_settings.pg_bindir))
+        except EventgateError as exc:
+            # One clear stop instead of an error in every test that needs the database.
+            pytest.exit(f"eventgate: {exc}", returncode=4)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def databases(pg_server: Server) -> Iterator[Databases]:
+    if not pg_server.owned:
+        pytest.skip(OWNED_ONLY)
+    made = Databases(pg_server)
+    try:
+        yield made
+    finally:
+        made.drop_all()
+
+
+@pytest.fixture(scope="session")
+def legacy_template(databases: Databases, bundle: Bundle,
+                    eventgate_settings: Settings) -> Database:
+    """The legacy wedding database, seeded once per session; only ever cloned."""
+    db = databases.create("legacy")
+    with db.connect() as conn:
+        build_legacy(conn, bundle, scale(eventgate_settings.scale))
+    return db
+
+
+def migrate(db: Database, bundle: Bundle) -> None:
+    with db.connect() as conn:
+        Runner(conn, bundle).execute()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(databases: Databases, legacy_template: Database,
+                      bundle: Bundle) -> Database:
+    """The legacy database after 006-010, built once per session; only ever cloned."""
+    db = databases.create("migrated", template=legacy_template.name)
+    migrate(db, bundle)
+    return db
+
+
+@pytest.fixture(scope="session")
+def target_database(pg_server: Server, request: pytest.FixtureRequest) -> Database:
+    """The migrated database the green gates read: the --dsn database, or an embedded one."""
+    if not pg_server.owned:
+        dbname = psycopg.conninfo.conninfo_to_dict(pg_server.dsn).get("dbname", "")
+        return Database(str(dbname), pg_server.dsn)
+    databases: Databases = request.getfixturevalue("databases")
+    template: Database = request.getfixturevalue("migrated_template")
+    return databases.create("target", template=template.name)
+
+
+@pytest.fixture
+def target_conn(target_database: Database) -> Iterator[psycopg.Connection]:
+    """A read-only session on the target: green gates can look but never write."""
+    conn = psycopg.connect(
+        target_database.dsn, autocommit=True, application_name="eventgate green gate",
+        options=f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+    )
+    try:
+        row = conn.execute("SHOW default_transaction_read_only").fetchone()
+        assert row == ("on",), "the green gate's session is not read-only; refusing to go on"
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def legacy_db(databases: Databases, legacy_template: Database) -> Iterator[Database]:
+    """A private copy of the seeded legacy database, dropped after the test."""
+    db = databases.create("legacy_copy", template=legacy_template.name)
+    try:
+        yield db
+    finally:
+        databases.drop(db)
+
+
+@pytest.fixture
+def migrated_db(databases: Databases, migrated_template: Database) -> Iterator[Database]:
+    """A private copy of the migrated database to break on purpose, dropped after the test."""
+    db = databases.create("migrated_copy", template=migrated_template.name)
+    try:
+        yield db
+    finally:
+        databases.drop(db)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test per mapped table, view or required index, named after it, read from the
+    bundle so that a team's own bundle gets its own tests."""
+    wanted = {"table_mapping", "view_mapping", "index_expectation"} & set(metafunc.fixturenames)
+    if not wanted:
+        return
+    try:
+        loaded = load_bundle(settings_from(metafunc.config).bundle)
+    except EventgateError as exc:
+        pytest.exit(f"eventgate: {exc}", returncode=4)
+    migrated = [m for m in loaded.mapping.values() if m.backup]
+    if "table_mapping" in wanted:
+        metafunc.parametrize("table_mapping", migrated, ids=[m.legacy_table for m in migrated])
+    if "view_mapping" in wanted:
+        views = [m for m in migrated if m.view]
+        metafunc.parametrize("view_mapping", views, ids=[m.view or "" for m in views])
+    if "index_expectation" in wanted:
+        indexes = loaded.expectations.indexes
+        metafunc.parametrize("index_expectation", indexes, ids=[i.name for i in indexes])

@@ -1,0 +1,59 @@
+"""Creating, cloning and dropping databases on a server the suite owns, with names that stay
+apart under pytest-xdist."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from eventgate.pg.server import Server
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    dsn: str
+
+    def connect(self, *, autocommit: bool = True, read_only: bool = False) -> psycopg.Connection:
+        options = "-c default_transaction_read_only=on" if read_only else None
+        return psycopg.connect(self.dsn, autocommit=autocommit, application_name="eventgate",
+                               options=options)
+
+
+class Databases:
+    """Databases made on an owned server; `drop_all()` removes every one still there."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self._counter = itertools.count(1)
+        self._made: list[str] = []
+
+    def _name(self, purpose: str) -> str:
+        return f"eventgate_{self.worker}_{purpose}_{next(self._counter)}"
+
+    def create(self, purpose: str, template: str | None = None) -> Database:
+        name = self._name(purpose)
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            # Cloning needs the template to have no other session: callers close theirs first.
+            stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+        with self.server.connect() as conn:
+            conn.execute(stmt)
+        self._made.append(name)
+        return Database(name, self.server.dsn_for(name))
+
+    def drop(self, db: Database) -> None:
+        with self.server.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(db.name)))
+        if db.name in self._made:
+            self._made.remove(db.name)
+
+    def drop_all(self) -> None:
+        for name in reversed(list(self._made)):
+            self.drop(Database(name, ""))

@@ -1,0 +1,71 @@
+"""The pytest plugin: options, markers, the report header and the one early stop when no
+database can be had. Fixtures live in eventgate.fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventgate import dsn as dsn_mod
+from eventgate import fixtures
+from eventgate.config import OPTIONS, settings_from
+from eventgate.errors import EventgateError
+from eventgate.pg.provision import Route, choose_route
+from eventgate.pg.server import server_version
+
+MARKERS = (
+    "green: safe on a live system (read-only, bounded in time); what `pytest -m green` runs "
+    "against staging",
+    "integrity: data parity between the legacy tables and the migrated ones",
+    "compat: the compatibility views the old wedding application reads and writes",
+    "performance: indexes, plans and query budgets",
+    "functional: the engine's HTTP API, plugins, health and metrics",
+    "destructive: changes data; needs a database the suite owns",
+    "slow: production-scale; not in the default run",
+)
+
+_ROUTE_KEY = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("eventgate", "eventgate migration acceptance suite")
+    for option in OPTIONS:
+        help_text = f"{option.help} [env {option.env}]"
+        group.addoption(option.flag, dest=option.dest, default=None, help=help_text)
+        parser.addini(option.dest, help=help_text, default=option.default)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    if not config.pluginmanager.has_plugin("eventgate.fixtures"):
+        config.pluginmanager.register(fixtures, "eventgate.fixtures")
+
+
+def _describe(route: Route) -> str:
+    if route.kind == "dsn":
+        assert route.dsn is not None
+        return f"PostgreSQL {server_version(route.dsn)}, {route.description}"
+    return route.description
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Decide where PostgreSQL comes from before any test runs, and stop once if nowhere."""
+    settings = settings_from(session.config)
+    try:
+        route = choose_route(settings.dsn, settings.pg_bindir)
+        session.config.stash[_ROUTE_KEY] = _describe(route)
+    except EventgateError as exc:
+        pytest.exit(f"eventgate: {exc}", returncode=4)
+    except Exception as exc:  # e.g. the --dsn server refuses the connection
+        pytest.exit(f"eventgate: could not reach the database: {dsn_mod.redact(str(exc))}",
+                    returncode=4)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = settings_from(config)
+    route = config.stash.get(_ROUTE_KEY, "not chosen yet")
+    return [
+        f"eventgate: {route}",
+        f"eventgate: bundle {settings.bundle}, scale {settings.scale}",
+    ]

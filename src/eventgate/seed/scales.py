@@ -1,0 +1,20 @@
+"""Named data volumes: the default run uses small; bigger ones are for benchmarks and soak runs."""
+
+from __future__ import annotations
+
+from eventgate.errors import ConfigError
+from eventgate.seed.generator import SeedPlan
+
+SCALES: dict[str, SeedPlan] = {
+    "small": SeedPlan(weddings=120, guests_per_wedding=12, seed=42),
+    "medium": SeedPlan(weddings=5_000, guests_per_wedding=40, seed=42),
+}
+
+
+def scale(name: str) -> SeedPlan:
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown scale {name!r}; choose one of {', '.join(SCALES)}"
+        ) from None

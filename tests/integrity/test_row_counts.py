@@ -1,0 +1,28 @@
+"""Row-count parity: each legacy wedding table has exactly as many rows after the migration."""
+
+import psycopg
+import pytest
+
+from eventgate.bundle import Bundle, TableMapping
+from eventgate.checks.counts import row_count_parity
+from eventgate.checks.schema import mapping_covers_legacy, required_relations
+
+pytestmark = [pytest.mark.integrity, pytest.mark.green]
+
+
+def test_every_legacy_row_has_a_migrated_row(target_conn: psycopg.Connection,
+                                              table_mapping: TableMapping) -> None:
+    result = row_count_parity(target_conn, table_mapping)
+    assert result.passed, result.explain()
+
+
+def test_mapping_accounts_for_every_legacy_column(target_conn: psycopg.Connection,
+                                                  table_mapping: TableMapping) -> None:
+    result = mapping_covers_legacy(target_conn, table_mapping)
+    assert result.passed, result.explain()
+
+
+def test_migration_left_the_required_tables_and_views(target_conn: psycopg.Connection,
+                                                      bundle: Bundle) -> None:
+    result = required_relations(target_conn, bundle.expectations)
+    assert result.passed, result.explain()
