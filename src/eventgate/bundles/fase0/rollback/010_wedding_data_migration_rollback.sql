@@ -52,14 +52,17 @@ SELECT v.* FROM wedding_compat.wedding_sections v
  WHERE NOT EXISTS (SELECT 1 FROM wedding_sections b WHERE b.id = v.id);
 
 -- Rows added through the views took ids from the events sequences; the legacy sequences must
--- not hand those ids out again.
+-- not hand those ids out again. Untouched sequences are left exactly as they were.
 SELECT setval(pg_get_serial_sequence('wedding_events', 'id'), max(id)) FROM wedding_events
-HAVING max(id) > (SELECT last_value FROM wedding_events_id_seq);
+HAVING max(id) >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+                     FROM wedding_events_id_seq);
 SELECT setval(pg_get_serial_sequence('wedding_invitations', 'id'), max(id))
   FROM wedding_invitations
-HAVING max(id) > (SELECT last_value FROM wedding_invitations_id_seq);
+HAVING max(id) >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+                     FROM wedding_invitations_id_seq);
 SELECT setval(pg_get_serial_sequence('wedding_sections', 'id'), max(id)) FROM wedding_sections
-HAVING max(id) > (SELECT last_value FROM wedding_sections_id_seq);
+HAVING max(id) >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+                     FROM wedding_sections_id_seq);
 
 -- Participants and sections of weddings go with them (ON DELETE CASCADE).
 DELETE FROM events WHERE event_type = 'wedding';

@@ -1,0 +1,118 @@
+"""Every gate can fail: each test breaks the gate's subject in a private copy of the migrated
+database and asserts the gate goes red with a message naming what broke."""
+
+import pytest
+
+from eventgate.bundle import Bundle
+from eventgate.checks.counts import row_count_parity
+from eventgate.checks.indexes import required_index
+from eventgate.checks.schema import mapping_covers_legacy, required_relations
+from eventgate.checks.views import view_matches_legacy
+from eventgate.pg.databases import Database
+
+pytestmark = pytest.mark.destructive
+
+
+def test_row_count_parity_names_the_deleted_invitation(migrated_db: Database,
+                                                       bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        victim = conn.execute("DELETE FROM event_participants WHERE id = "
+                              "(SELECT min(id) FROM event_participants) RETURNING id").fetchone()
+        assert victim is not None
+        result = row_count_parity(conn, bundle.mapping["wedding_invitations"])
+    assert not result.passed
+    assert "wedding_invitations" in result.summary and "1 missing" in result.summary
+    assert f"not migrated: {victim[0]}" in result.explain()
+
+
+def test_row_count_parity_names_a_duplicated_wedding(migrated_db: Database,
+                                                     bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("INSERT INTO events (tenant_id, event_type, title, slug) "
+                     "SELECT tenant_id, event_type, title, slug || '-copy' FROM events "
+                     "WHERE id = 10")
+        result = row_count_parity(conn, bundle.mapping["wedding_events"])
+    assert not result.passed
+    assert "1 extra" in result.summary
+    assert "in events but not in the legacy table" in result.explain()
+
+
+def test_view_check_names_a_dropped_view(migrated_db: Database, bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("DROP VIEW wedding_sections")
+        result = view_matches_legacy(conn, bundle.mapping["wedding_sections"])
+    assert not result.passed
+    assert "the compatibility view wedding_sections does not exist" in result.summary
+
+
+def test_view_check_shows_the_changed_row(migrated_db: Database, bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("UPDATE event_participants SET display_name = 'Changed Guest' WHERE id = 7")
+        result = view_matches_legacy(conn, bundle.mapping["wedding_invitations"])
+    assert not result.passed
+    assert "1 legacy rows missing or changed in the view" in result.summary
+    explained = result.explain()
+    assert "only in wedding_invitations_backup: (7," in explained
+    assert "only in view wedding_invitations: (7, " in explained and "Changed Guest" in explained
+
+
+def test_view_check_catches_a_view_missing_a_column(migrated_db: Database,
+                                                    bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("DROP VIEW wedding_sections")
+        conn.execute("CREATE VIEW wedding_sections AS SELECT id, event_id AS wedding_id, "
+                     "section_type, title, content, position FROM event_sections")
+        result = view_matches_legacy(conn, bundle.mapping["wedding_sections"])
+    assert not result.passed
+    assert "columns do not line up" in result.summary
+
+
+def test_index_check_names_a_dropped_index(migrated_db: Database, bundle: Bundle) -> None:
+    wanted = next(i for i in bundle.expectations.indexes if i.name == "events_tenant_start_idx")
+    with migrated_db.connect() as conn:
+        conn.execute("DROP INDEX events_tenant_start_idx")
+        result = required_index(conn, wanted)
+    assert not result.passed
+    assert result.summary == ("events has no valid index on (tenant_id, start_date), expected "
+                              "as events_tenant_start_idx")
+
+
+def test_index_check_catches_the_right_name_on_the_wrong_column(migrated_db: Database,
+                                                                bundle: Bundle) -> None:
+    wanted = next(i for i in bundle.expectations.indexes if i.name == "events_tenant_start_idx")
+    with migrated_db.connect() as conn:
+        conn.execute("DROP INDEX events_tenant_start_idx")
+        conn.execute("CREATE INDEX events_tenant_start_idx ON events (start_date)")
+        result = required_index(conn, wanted)
+    assert not result.passed
+    assert "events_tenant_start_idx exists but is events_tenant_start_idx (start_date)" in (
+        result.explain())
+
+
+def test_index_check_wants_uniqueness_where_declared(migrated_db: Database,
+                                                     bundle: Bundle) -> None:
+    wanted = next(i for i in bundle.expectations.indexes if i.unique)
+    with migrated_db.connect() as conn:
+        conn.execute(f"DROP INDEX {wanted.name}")
+        conn.execute(f"CREATE INDEX {wanted.name} ON {wanted.table} ({', '.join(wanted.columns)})")
+        result = required_index(conn, wanted)
+    assert not result.passed
+    assert f"no valid unique index on ({', '.join(wanted.columns)})" in result.summary
+
+
+def test_schema_check_names_a_missing_table(migrated_db: Database, bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("ALTER TABLE wedding_sections_backup RENAME TO wedding_sections_old")
+        result = required_relations(conn, bundle.expectations)
+    assert not result.passed
+    assert "wedding_sections_backup: expected a table, found nothing" in result.explain()
+
+
+def test_mapping_check_names_an_unmapped_legacy_column(migrated_db: Database,
+                                                       bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("ALTER TABLE wedding_invitations_backup ADD COLUMN plus_one_name text")
+        result = mapping_covers_legacy(conn, bundle.mapping["wedding_invitations"])
+    assert not result.passed
+    assert ("legacy column wedding_invitations.plus_one_name is neither mapped nor declared "
+            "dropped") in result.explain()
