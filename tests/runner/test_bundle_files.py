@@ -35,7 +35,7 @@ def test_two_files_with_one_number_are_refused(bundle_copy: Path) -> None:
 
 def test_a_badly_named_file_is_refused(bundle_copy: Path) -> None:
     _write(bundle_copy / "migrations" / "add-venues.sql")
-    with pytest.raises(BundleError, match="add-venues.sql is not named NNN_name.sql"):
+    with pytest.raises(BundleError, match=r"add-venues\.sql is not named NNN_name\.sql"):
         load_bundle(bundle_copy)
 
 
@@ -48,5 +48,5 @@ def test_a_mapping_entry_of_two_kinds_is_refused(bundle_copy: Path) -> None:
 
 
 def test_a_missing_bundle_says_what_a_bundle_holds(tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match="baseline/, migrations/, rollback/, mapping.toml"):
+    with pytest.raises(BundleError, match=r"baseline/, migrations/, rollback/, mapping\.toml"):
         load_bundle(tmp_path / "nowhere")
