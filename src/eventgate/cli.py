@@ -1,0 +1,336 @@
+"""The `eventgate` command: one function per verb; each docstring is that verb's --help."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from eventgate import __version__
+from eventgate import dsn as dsn_mod
+from eventgate.bundle import Bundle, load_bundle
+from eventgate.checks.indexes import required_index
+from eventgate.checks.schema import required_relations
+from eventgate.console import RichProgress, console, status_table, steps_table
+from eventgate.errors import ConfigError, EventgateError
+from eventgate.migrate.runner import Runner
+from eventgate.seed.generator import SeedPlan
+from eventgate.seed.load import build_legacy, load
+from eventgate.seed.scales import SCALES, scale
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _dsn(args: argparse.Namespace) -> str:
+    value: str | None = args.dsn or os.environ.get("EVENTGATE_DSN")
+    if not value:
+        raise ConfigError("no database given: pass --dsn 'postgresql://user@host:5432/dbname' "
+                          "or set EVENTGATE_DSN (eventgate cluster starts a rehearsal database "
+                          "and prints its DSN)")
+    dsn_mod.parse(value)
+    return value
+
+
+def _connect(dsn: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(dsn, autocommit=True, application_name="eventgate migrate",
+                               connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise EventgateError(
+            f"could not connect to {dsn_mod.describe(dsn)}: "
+            f"{dsn_mod.redact(str(exc)).strip()}; check host, port, user and password"
+        ) from exc
+
+
+def _bundle(args: argparse.Namespace) -> Bundle:
+    return load_bundle(args.bundle or os.environ.get("EVENTGATE_BUNDLE"))
+
+
+def _runner(args: argparse.Namespace, conn: psycopg.Connection, progress: RichProgress) -> Runner:
+    return Runner(conn, _bundle(args), lock_wait_s=args.lock_wait,
+                  lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,
+                  progress=progress)
+
+
+def _expectation_failures(conn: psycopg.Connection, bundle: Bundle) -> list[str]:
+    results = [required_relations(conn, bundle.expectations)]
+    results += [required_index(conn, wanted) for wanted in bundle.expectations.indexes]
+    return [r.explain() for r in results if not r.passed]
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the bundle's migrations: --dry-run (apply, report, roll back), --execute, or
+    --validate (ledger intact and complete, required tables, views and indexes present)."""
+    dsn = _dsn(args)
+    console.print(f"target: {dsn_mod.describe(dsn)}")
+    progress = RichProgress("dry-running" if args.dry_run else "applying")
+    with _connect(dsn) as conn:
+        runner = _runner(args, conn, progress)
+        try:
+            if args.validate:
+                problems = runner.validate()
+                if not problems:
+                    problems = _expectation_failures(conn, runner.bundle)
+                for problem in problems:
+                    console.print(f"[red]✗[/] {problem}")
+                if problems:
+                    return 1
+                console.print(f"[green]valid[/]: {len(runner.bundle.migrations)} migrations "
+                              "applied, checksums match, required objects present")
+                return 0
+            pending = runner.pending()
+            if not pending:
+                console.print("nothing to do: every migration is applied")
+                return 0
+            console.print(f"{len(pending)} pending: {', '.join(m.label for m in pending)}")
+            if args.dry_run:
+                reports = runner.dry_run()
+                console.print(steps_table("dry run (rolled back, nothing changed)", reports,
+                                          verbose=args.verbose))
+            else:
+                reports = runner.execute()
+                console.print(f"[green]applied[/] {len(reports)} migrations in "
+                              f"{sum(r.duration_s for r in reports):.2f} s")
+        finally:
+            progress.close()
+    return 0
+
+
+def _rollback_target(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text in ("base", "0"):
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--to {text!r} is not a migration number; use e.g. --to 008, or "
+                          "--to base for before the first migration") from None
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Roll back applied migrations newer than --to VERSION, newest first (default: only the
+    newest one; --to base rolls back every one)."""
+    dsn = _dsn(args)
+    target = _rollback_target(args.to)
+    progress = RichProgress("rolling back")
+    with _connect(dsn) as conn:
+        try:
+            reports = _runner(args, conn, progress).rollback(to=target)
+        finally:
+            progress.close()
+    if not reports:
+        console.print("nothing to roll back")
+    else:
+        console.print(f"[green]rolled back[/] {len(reports)} migrations")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show each migration of the bundle: applied (when, how long, by whom), pending, or
+    edited since it was applied."""
+    dsn = _dsn(args)
+    with _connect(dsn) as conn:
+        rows = Runner(conn, _bundle(args)).status()
+    console.print(f"target: {dsn_mod.describe(dsn)}")
+    console.print(status_table(rows))
+    return 1 if any(r.state in ("edited", "missing-file") for r in rows) else 0
+
+
+def _plan(args: argparse.Namespace) -> SeedPlan:
+    base = scale(args.scale) if args.scale else scale("small")
+    return SeedPlan(weddings=args.weddings if args.weddings is not None else base.weddings,
+                    guests_per_wedding=(args.guests_per_wedding
+                                        if args.guests_per_wedding is not None
+                                        else base.guests_per_wedding),
+                    seed=args.seed, tenants=args.tenants)
+
+
+def _seed_into(conn: psycopg.Connection, args: argparse.Namespace, bundle: Bundle) -> None:
+    plan = _plan(args)
+    console.print(f"seeding {plan.weddings} weddings, ~{plan.guests_per_wedding} guests each, "
+                  f"{plan.tenant_count} tenants, seed {plan.seed}")
+    from rich.progress import Progress
+
+    started = time.monotonic()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("COPY", total=None)
+
+        def tick(table: str, rows: int) -> None:
+            bar.update(task, advance=rows, description=f"COPY {table}")
+
+        counts = (load(conn, plan, tick) if getattr(args, "no_schema", False)
+                  else build_legacy(conn, bundle, plan, tick))
+    console.print(f"[green]seeded[/] {counts.tenants} tenants, {counts.weddings} weddings, "
+                  f"{counts.invitations} invitations, {counts.sections} sections in "
+                  f"{time.monotonic() - started:.2f} s")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Create the legacy wedding schema in an empty database and load deterministic data
+    with COPY (the same --seed always gives the same rows)."""
+    with _connect(_dsn(args)) as conn:
+        _seed_into(conn, args, _bundle(args))
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Start a throwaway PostgreSQL with a seeded legacy wedding database for rehearsing
+    migrations and rollbacks; prints its DSN and runs until Ctrl-C, then deletes everything."""
+    from eventgate.pg import provision
+
+    bundle = _bundle(args)
+    with provision(None, args.pg_bindir) as server:
+        with server.connect() as conn:
+            conn.execute("CREATE DATABASE wedding_legacy")
+        dsn = server.dsn_for("wedding_legacy")
+        with _connect(dsn) as conn:
+            _seed_into(conn, args, bundle)
+        console.print(f"{server.describe()}\n\n  export EVENTGATE_DSN='{dsn}'\n\n"
+                      "then: eventgate migrate --dry-run | --execute | --validate, "
+                      "eventgate status, eventgate rollback --to base\nCtrl-C stops and "
+                      "removes the cluster.")
+        # Blocked, then waited for: Ctrl-C and SIGTERM both end here and clean up below.
+        stop = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Run the acceptance suites (integrity, compat, performance, functional) and write
+    reports/junit.xml, reports/allure-results/ and reports/verdict.json; exit 1 on no-go.
+    Without --dsn everything runs on an embedded PostgreSQL; with --dsn only green tests."""
+    from eventgate.gate import run_gate
+
+    dsn = args.dsn or os.environ.get("EVENTGATE_DSN")
+    if dsn:
+        dsn_mod.parse(dsn)
+    verdict = run_gate(dsn=dsn, bundle=args.bundle, scale=args.scale,
+                       reports=Path(args.reports), pytest_args=args.pytest_args)
+    from rich.table import Table
+
+    table = Table(title=f"eventgate gate — {verdict.target}", title_justify="left")
+    for column in ("suite", "passed", "failed", "skipped"):
+        table.add_column(column, justify="left" if column == "suite" else "right")
+    for suite, tally in verdict.suites.items():
+        table.add_row(suite, str(tally.passed), str(tally.failed), str(tally.skipped))
+    console.print(table)
+    for failed in verdict.failed:
+        console.print(f"[red]✗[/] {failed.suite}: {failed.test}\n    {failed.reason}")
+    if verdict.problem:
+        console.print(f"[red]✗[/] {verdict.problem}")
+    word = "[green]GO[/]" if verdict.go else "[red]NO-GO[/]"
+    console.print(f"verdict: {word} in {verdict.duration_s:.1f} s — reports in {args.reports}/ "
+                  "(junit.xml, allure-results/, verdict.json)")
+    return 0 if verdict.go else 1
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Write docs/schema.md (both schemas and the column mapping) from the bundle."""
+    from eventgate.docs import render
+
+    text = render(_bundle(args))
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        console.print(f"wrote {args.output}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventgate", description=(
+        "Migration acceptance suite for the Event Management Engine's FASE 0 transformation."))
+    parser.add_argument("--version", action="version", version=f"eventgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def verb(name: str, handler: Handler) -> argparse.ArgumentParser:
+        doc = " ".join((handler.__doc__ or "").split())
+        p = sub.add_parser(name, help=doc.split(";")[0].split(". ")[0], description=doc)
+        p.set_defaults(handler=handler)
+        p.add_argument("--dsn", help="target database [env EVENTGATE_DSN]")
+        p.add_argument("--bundle", help="migration bundle directory [env EVENTGATE_BUNDLE; "
+                       "default: the reference FASE 0 bundle]")
+        p.add_argument("--traceback", action="store_true", help="show the full traceback of "
+                       "a failure")
+        return p
+
+    def runner_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--lock-wait", type=float, default=30.0, metavar="S",
+                       help="seconds to wait for another runner's lock (default 30)")
+        p.add_argument("--lock-timeout", type=int, default=5000, metavar="MS",
+                       help="lock_timeout of each migration in ms (default 5000)")
+        p.add_argument("--lock-retries", type=int, default=5, metavar="N",
+                       help="retries, with backoff, after a lock_timeout (default 5)")
+
+    def seed_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--scale", choices=sorted(SCALES), help="a named volume (default small)")
+        p.add_argument("--weddings", type=int, help="number of weddings")
+        p.add_argument("--guests-per-wedding", type=int, help="average invitations per wedding")
+        p.add_argument("--tenants", type=int, help="number of tenants (default: weddings/20, "
+                       "3 to 1000)")
+        p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+
+    migrate = verb("migrate", cmd_migrate)
+    mode = migrate.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true")
+    mode.add_argument("--execute", action="store_true")
+    mode.add_argument("--validate", action="store_true")
+    migrate.add_argument("--verbose", action="store_true",
+                         help="with --dry-run: every statement, its result and rows")
+    runner_options(migrate)
+
+    rollback = verb("rollback", cmd_rollback)
+    rollback.add_argument("--to", metavar="VERSION", help="keep migrations up to this one")
+    runner_options(rollback)
+
+    verb("status", cmd_status)
+
+    seed = verb("seed", cmd_seed)
+    seed_options(seed)
+    seed.add_argument("--no-schema", action="store_true",
+                      help="load into legacy tables that already exist (they must be empty)")
+
+    cluster = verb("cluster", cmd_cluster)
+    seed_options(cluster)
+    cluster.add_argument("--pg-bindir", help="directory holding initdb and postgres")
+
+    gate = verb("gate", cmd_gate)
+    gate.add_argument("--scale", choices=sorted(SCALES), help="seed volume for the embedded "
+                      "database (default small)")
+    gate.add_argument("--reports", default="reports", help="reports directory (default reports)")
+    gate.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                      help="after --: extra arguments for pytest")
+
+    docs = verb("docs", cmd_docs)
+    docs.add_argument("--output", default="-", help="file to write (default: standard output)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    try:
+        result: int = args.handler(args)
+        return result
+    except (EventgateError, psycopg.Error) as exc:
+        if args.traceback:
+            traceback.print_exc()
+        console.print(f"[red]FAILED:[/] {dsn_mod.redact(str(exc)).strip()}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""docs/schema.md, generated from the bundle so it can never drift from what the gates check."""
+
+from __future__ import annotations
+
+from eventgate.bundle import Bundle, ColumnMapping, SqlFile
+from eventgate.migrate.sqlsplit import split_statements
+
+HEADER = """# Schema and mapping
+
+Generated from the reference bundle by `eventgate docs`; a test fails when this file and the
+bundle disagree. Edit `src/eventgate/bundles/fase0/` and regenerate, never this file.
+"""
+
+
+def _destination(mapping: ColumnMapping, target: str) -> str:
+    if mapping.kind == "column":
+        where = f"`{target}.{mapping.target}`"
+    elif mapping.kind == "jsonb":
+        where = f"`{target}.{mapping.jsonb_column}` key `{mapping.jsonb_key}`"
+    elif mapping.kind == "derived":
+        where = (f"derived into `{target}.{mapping.target}` = `{mapping.sql}`; read back as "
+                 f"`{mapping.inverse}`")
+    else:
+        where = f"dropped: {mapping.target}"
+    if mapping.also:
+        where += f"; also feeds `{target}.{mapping.also}`"
+    return where + (f". {mapping.note}" if mapping.note else "")
+
+
+def _create_tables(files: tuple[SqlFile, ...]) -> list[str]:
+    return [s for f in files for s in split_statements(f.sql)
+            if s.lstrip().upper().startswith("CREATE TABLE")]
+
+
+def render(bundle: Bundle) -> str:
+    out = [HEADER, "## Migrations\n", "| version | file | rollback |", "|---|---|---|"]
+    out += [f"| {m.version:03d} | `{m.label}` | `{m.rollback.label if m.rollback else '-'}` |"
+            for m in bundle.migrations]
+    out += ["", "## Where every legacy column went\n"]
+    for table in bundle.mapping.values():
+        heading = f"### `{table.legacy_table}` → `{table.target}`"
+        if table.filter:
+            heading += f" (rows where `{table.filter}`)"
+        out += [heading, ""]
+        if table.note:
+            out += [table.note, ""]
+        if table.backup or table.view:
+            out += [f"The legacy table is kept as `{table.backup}`; the view `{table.view}` "
+                    "shows the new rows in the legacy shape.", ""]
+        out += ["| legacy column | after migration |", "|---|---|"]
+        out += [f"| `{c.legacy_column}` | {_destination(c, table.target)} |"
+                for c in table.columns.values()]
+        if table.new_columns:
+            out += ["", "New columns: " + "; ".join(
+                f"`{name}` = {what}" for name, what in table.new_columns.items()) + "."]
+        out.append("")
+    out += ["## Required indexes\n", "| index | table | columns | unique | why |",
+            "|---|---|---|---|---|"]
+    out += [f"| `{i.name}` | `{i.table}` | {', '.join(i.columns)} | "
+            f"{'yes' if i.unique else 'no'} | {i.why} |" for i in bundle.expectations.indexes]
+    out += ["", "## Legacy schema (baseline)\n", "```sql"]
+    out += [s + ";\n" for s in _create_tables(bundle.baseline)]
+    out += ["```", "", "## Generic schema (after the migrations)\n", "```sql"]
+    out += [s + ";\n" for s in _create_tables(bundle.migrations)]
+    out += ["```", ""]
+    return "\n".join(out)

@@ -1,0 +1,123 @@
+"""`eventgate gate`: run the acceptance suites, write the reports, and say go or no-go."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import eventgate
+from eventgate import dsn as dsn_mod
+from eventgate.errors import ConfigError
+
+SUITES = ("integrity", "compat", "performance", "functional")
+
+
+@dataclass
+class SuiteTally:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class FailedGate:
+    suite: str
+    test: str
+    reason: str
+
+
+@dataclass
+class Verdict:
+    verdict: str  # "go" | "no-go"
+    target: str
+    duration_s: float
+    pytest_exit_code: int
+    suites: dict[str, SuiteTally] = field(default_factory=dict)
+    failed: list[FailedGate] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def go(self) -> bool:
+        return self.verdict == "go"
+
+
+def find_suites() -> Path:
+    """The tests/ directory of the checkout this package runs from, or of the working dir."""
+    for root in (Path(eventgate.__file__).resolve().parents[2], Path.cwd()):
+        if all((root / "tests" / suite).is_dir() for suite in SUITES):
+            return root
+    raise ConfigError(
+        "the acceptance suites (tests/integrity, tests/compat, tests/performance, "
+        "tests/functional) were not found next to the eventgate package or in the working "
+        "directory; run eventgate gate from a checkout of the eventgate repository"
+    )
+
+
+def _first_line(text: str | None) -> str:
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            return line[:300]
+    return "(no message)"
+
+
+def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
+    tallies = {suite: SuiteTally() for suite in SUITES}
+    failed: list[FailedGate] = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        parts = (case.get("classname") or "").split(".")
+        suite = parts[1] if len(parts) > 1 and parts[0] == "tests" else parts[0]
+        tally = tallies.setdefault(suite, SuiteTally())
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            tally.failed += 1
+            failed.append(FailedGate(suite, f"{parts[-1]}::{case.get('name')}",
+                                     _first_line(problem.get("message") or problem.text)))
+        elif case.find("skipped") is not None:
+            tally.skipped += 1
+        else:
+            tally.passed += 1
+    return tallies, failed
+
+
+def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,
+             pytest_args: list[str]) -> Verdict:
+    root = find_suites()
+    reports.mkdir(parents=True, exist_ok=True)
+    junit = reports / "junit.xml"
+    junit.unlink(missing_ok=True)
+    env = dict(os.environ)
+    # Settings travel by environment, so a password never shows in the process list.
+    for key, value in (("EVENTGATE_DSN", dsn), ("EVENTGATE_BUNDLE", bundle),
+                       ("EVENTGATE_SCALE", scale)):
+        if value:
+            env[key] = value
+    marker = "green and not slow" if dsn else "not slow"
+    command = [sys.executable, "-m", "pytest", *(f"tests/{s}" for s in SUITES),
+               "-m", marker, "-p", "no:cacheprovider", "-q",
+               f"--junitxml={junit.resolve()}",
+               f"--alluredir={(reports / 'allure-results').resolve()}", "--clean-alluredir",
+               *pytest_args]
+    started = time.monotonic()
+    exit_code = subprocess.run(command, cwd=root, env=env, check=False).returncode
+    duration = time.monotonic() - started
+    target = f"external {dsn_mod.describe(dsn)}" if dsn else "embedded PostgreSQL (ephemeral)"
+    verdict = Verdict("no-go", target, round(duration, 2), exit_code)
+    if junit.exists():
+        verdict.suites, verdict.failed = read_junit(junit)
+    ran = sum(t.passed + t.failed for t in verdict.suites.values())
+    if exit_code == 0 and ran and not verdict.failed:
+        verdict.verdict = "go"
+    elif not verdict.failed:
+        verdict.problem = (f"the suite did not run to completion (pytest exit code {exit_code});"
+                           " see its output above")
+    (reports / "verdict.json").write_text(json.dumps(asdict(verdict), indent=2) + "\n")
+    return verdict
