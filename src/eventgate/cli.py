@@ -196,7 +196,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         console.print(f"{server.describe()}\n\n  export EVENTGATE_DSN='{dsn}'\n\n"
                       "then: eventgate migrate --dry-run | --execute | --validate, "
                       "eventgate status, eventgate rollback --to base\nCtrl-C stops and "
-                      "removes the cluster.")
+                      "removes the cluster.", soft_wrap=True)
         # Blocked, then waited for: Ctrl-C and SIGTERM both end here and clean up below.
         stop = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop)

@@ -8,7 +8,8 @@ from rich.table import Table
 
 from eventgate.migrate.runner import StatusRow, StepReport
 
-console = Console(highlight=False)
+# Soft wrap: DSNs, paths and SQL stay on one line, copyable, whatever the terminal width.
+console = Console(highlight=False, soft_wrap=True)
 
 
 class RichProgress:

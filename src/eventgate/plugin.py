@@ -9,8 +9,7 @@ from eventgate import dsn as dsn_mod
 from eventgate import fixtures
 from eventgate.config import OPTIONS, settings_from
 from eventgate.errors import EventgateError
-from eventgate.pg.provision import Route, choose_route
-from eventgate.pg.server import server_version
+from eventgate.pg.provision import Route, choose_route, external_server
 
 MARKERS = (
     "green: safe on a live system (read-only, bounded in time); what `pytest -m green` runs "
@@ -44,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _describe(route: Route) -> str:
     if route.kind == "dsn":
         assert route.dsn is not None
-        return f"PostgreSQL {server_version(route.dsn)}, {route.description}"
+        return external_server(route.dsn).describe()
     return route.description
 
 
@@ -56,10 +55,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         route = choose_route(settings.dsn, settings.pg_bindir)
         session.config.stash[_ROUTE_KEY] = _describe(route)
     except EventgateError as exc:
-        pytest.exit(f"eventgate: {exc}", returncode=4)
-    except Exception as exc:  # e.g. the --dsn server refuses the connection
-        pytest.exit(f"eventgate: could not reach the database: {dsn_mod.redact(str(exc))}",
-                    returncode=4)
+        pytest.exit(f"eventgate: {dsn_mod.redact(str(exc))}", returncode=4)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Iterator
 
 from eventgate.pg.server import Server, server_version
@@ -10,18 +12,41 @@ from eventgate.pg.server import Server, server_version
 IMAGE = "postgres:16-alpine"
 
 
-def docker_answers() -> tuple[bool, str]:
-    """Whether a Docker engine answers a ping, and what happened if not."""
-    try:
-        import docker
+def _engine_address() -> tuple[str, str]:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        return "unix", host.removeprefix("unix://")
+    if host.startswith("tcp://"):
+        return "tcp", host.removeprefix("tcp://")
+    return "unsupported", host
 
-        client = docker.from_env(timeout=3)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # any failure to reach the engine means this route is closed
-        return False, f"{type(exc).__name__}: {str(exc)[:160]}"
+
+def docker_answers(timeout_s: float = 2.0) -> tuple[bool, str]:
+    """Whether a Docker engine answers GET /_ping, and what happened if not.
+
+    Asked over a plain socket: the engine is usually absent, and the Docker SDK would cost an
+    import and leave a socket behind just to find that out.
+    """
+    kind, address = _engine_address()
+    if kind == "unsupported":
+        return False, f"DOCKER_HOST {address} is neither unix:// nor tcp://"
+    try:
+        if kind == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: str | tuple[str, int] = address
+        else:
+            host, _, port = address.rpartition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            target = (host, int(port))
+        with sock:
+            sock.settimeout(timeout_s)
+            sock.connect(target)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            answer = sock.recv(1024)
+    except (OSError, ValueError) as exc:
+        return False, f"{kind} {address}: {exc}"
+    if b" 200 " not in answer.split(b"\r\n", 1)[0]:
+        return False, f"{kind} {address} answered {answer[:60]!r}"
     return True, "engine answered"
 
 

@@ -62,7 +62,7 @@ def choose_route(dsn: str | None, pg_bindir: str | None = None) -> Route:
     )
 
 
-def _external(dsn: str) -> Server:
+def external_server(dsn: str) -> Server:
     try:
         version = server_version(dsn)
     except psycopg.Error as exc:
@@ -80,7 +80,7 @@ def provision(dsn: str | None, pg_bindir: str | None = None) -> Iterator[Server]
     route = choose_route(dsn, pg_bindir)
     if route.kind == "dsn":
         assert route.dsn is not None
-        yield _external(route.dsn)
+        yield external_server(route.dsn)
     elif route.kind == "local":
         assert route.binaries is not None
         with local_cluster(route.binaries) as server:

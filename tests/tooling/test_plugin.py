@@ -1,0 +1,58 @@
+"""The pytest plugin end to end, through pytester: options, markers, header, one clean stop."""
+
+import pytest
+
+from eventgate.pg.databases import Database
+
+
+def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    for marker in ("green", "integrity", "compat", "performance", "functional", "destructive",
+                   "slow"):
+        result.stdout.fnmatch_lines([f"@pytest.mark.{marker}:*"])
+
+
+def test_options_exist_as_flags_and_ini_keys(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["eventgate migration acceptance suite:", "*--dsn=*",
+                                 "*--bundle=*", "*--pg-bindir=*", "*--scale=*",
+                                 "*eventgate_dsn (string):*"])
+
+
+def test_an_unreachable_dsn_stops_the_run_once_without_the_password(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(50))
+        def test_needs_db(target_conn, n):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("--dsn", "postgresql://app:s3cr3t@127.0.0.1:1/w")
+    assert result.ret == 4
+    assert result.stdout.str().count("could not connect to app@127.0.0.1:1/w") == 1
+    assert "s3cr3t" not in result.stdout.str() + result.stderr.str()
+    assert "passed" not in result.stdout.str() and "ERROR" not in result.stdout.str()
+
+
+def test_the_header_names_the_version_and_route_of_a_dsn(pytester: pytest.Pytester,
+                                                         legacy_db: Database) -> None:
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("--dsn", legacy_db.dsn)
+    result.stdout.fnmatch_lines([f"eventgate: PostgreSQL 1* via external server *{legacy_db.name}"])
+    assert result.ret == 0
+
+
+def test_owned_only_tests_skip_with_a_reason_against_a_dsn(pytester: pytest.Pytester,
+                                                           legacy_db: Database) -> None:
+    pytester.makepyfile(test_writes="def test_writes(migrated_db):\n    pass\n")
+    result = pytester.runpytest_subprocess("--dsn", legacy_db.dsn, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs a database the suite owns*"])
+
+
+def test_green_sessions_are_read_only(target_conn) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        target_conn.execute("DELETE FROM tenants")

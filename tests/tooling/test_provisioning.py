@@ -1,0 +1,146 @@
+"""Provisioning: the ephemeral cluster starts and vanishes; every failure says what was tried."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from eventgate import dsn as dsn_mod
+from eventgate.errors import ConfigError, ProvisioningError
+from eventgate.pg import binaries, provision
+from eventgate.pg.binaries import locate
+from eventgate.pg.local import LocalCluster
+from eventgate.pg.provision import choose_route
+
+
+def _postgres_pids_for(root: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(root) in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_local_cluster_leaves_no_process_and_no_directory() -> None:
+    found, _ = locate(None)
+    assert found is not None
+    cluster = LocalCluster(found)
+    server = cluster.start()
+    with __import__("psycopg").connect(server.dsn) as conn:
+        assert conn.execute("SHOW fsync").fetchone() == ("off",)
+    assert _postgres_pids_for(cluster.root)
+    cluster.stop()
+    assert not cluster.root.exists()
+    assert _postgres_pids_for(cluster.root) == []
+
+
+def test_ctrl_c_during_a_run_still_removes_the_cluster(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_interrupted="""
+        import os, signal
+
+        def test_interrupted(pg_server, databases):
+            print("CLUSTER", databases.server.dsn, flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+    """)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    port = next(line.split("port=")[1].split()[0] for line in result.outlines
+                if "CLUSTER host=" in line)
+    assert "KeyboardInterrupt" in result.stdout.str()
+    leftovers = [p for p in Path("/tmp").glob("eventgate-pg-*")
+                 if (p / "data" / "postmaster.pid").exists()
+                 and f"\n{port}\n" in (p / "data" / "postmaster.pid").read_text()]
+    assert leftovers == []
+    running = subprocess.run(["pgrep", "-f", f"postgres.*-p {port} "], capture_output=True)
+    assert running.stdout == b""
+
+
+def test_no_server_anywhere_lists_every_route_tried(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(binaries, "DEBIAN_ROOT", tmp_path / "no-debian")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    with pytest.raises(ProvisioningError) as raised:
+        choose_route(None)
+    message = str(raised.value)
+    for expected in ("no --dsn or EVENTGATE_DSN given", "PATH: nothing found",
+                     "pg_config --bindir: nothing found", "Debian per-version directory",
+                     "testcontainers: no Docker engine answered", "apt-get install postgresql",
+                     "--pg-bindir"):
+        assert expected in message
+
+
+def test_a_wrong_pg_bindir_is_reported_not_skipped(tmp_path: Path) -> None:
+    with pytest.raises(ProvisioningError, match="does not hold initdb and postgres"):
+        choose_route(None, str(tmp_path))
+
+
+def test_a_malformed_dsn_is_named_without_its_password() -> None:
+    with pytest.raises(ConfigError) as raised:
+        choose_route("host=db.example password=s3cr3t port")
+    assert "malformed" in str(raised.value) and "s3cr3t" not in str(raised.value)
+
+
+def test_an_unreachable_dsn_says_where_without_the_password() -> None:
+    with pytest.raises(ProvisioningError) as raised, provision(
+            "postgresql://app:s3cr3t@127.0.0.1:1/weddings"):
+        pass
+    message = str(raised.value)
+    assert "could not connect to app@127.0.0.1:1/weddings" in message
+    assert "s3cr3t" not in message
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://app:s3cr3t@db:5432/weddings",
+    "host=db password=s3cr3t dbname=weddings",
+    "host=db password='s3 cr3t' dbname=weddings",
+], ids=["url", "keywords", "quoted-keyword"])
+def test_redact_hides_every_password_form(dsn: str) -> None:
+    assert "s3" not in dsn_mod.redact(dsn).replace("s3cr", "") and "****" in dsn_mod.redact(dsn)
+
+
+def test_the_server_is_started_as_an_unprivileged_user_when_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only meaningful as root")
+    found, _ = locate(None)
+    assert found is not None
+    cluster = LocalCluster(found)
+    try:
+        cluster.start()
+        pid = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+        assert os.stat(f"/proc/{pid}").st_uid != 0
+    finally:
+        cluster.stop()
+
+
+def test_the_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import sys
+        from eventgate.cli import main
+        sys.exit(main(["cluster", "--weddings", "5", "--guests-per-wedding", "2"]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "export EVENTGATE_DSN" in line:
+            break
+    dsn = lines[-1].split("'")[1]
+    with __import__("psycopg").connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM wedding_events").fetchone() == (5,)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    proc.stdout.close()
+    port = dsn.split("port=")[1].split()[0]
+    assert subprocess.run(["pgrep", "-f", f"postgres.*-p {port} "],
+                          capture_output=True).stdout == b""
