@@ -130,17 +130,22 @@ def test_the_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "export EVENTGATE_DSN" in line:
-            break
-    dsn = lines[-1].split("'")[1]
-    with __import__("psycopg").connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM wedding_events").fetchone() == (5,)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
-    proc.stdout.close()
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "export EVENTGATE_DSN" in line:
+                break
+        dsn = lines[-1].split("'")[1]
+        with __import__("psycopg").connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM wedding_events").fetchone() == (5,)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        proc.stdout.close()
     port = dsn.split("port=")[1].split()[0]
     assert subprocess.run(["pgrep", "-f", f"postgres.*-p {port} "],
                           capture_output=True).stdout == b""
