@@ -49,13 +49,16 @@ def _describe(route: Route) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Decide where PostgreSQL comes from before any test runs, and stop once if nowhere."""
+    """Decide where PostgreSQL comes from, for the header. A failure is only reported here:
+    the first test that needs the database stops the run, once (see fixtures.pg_server), so
+    tests that need no database, and other projects' suites, are not held up."""
     settings = settings_from(session.config)
     try:
         route = choose_route(settings.dsn, settings.pg_bindir)
         session.config.stash[_ROUTE_KEY] = _describe(route)
     except EventgateError as exc:
-        pytest.exit(f"eventgate: {dsn_mod.redact(str(exc))}", returncode=4)
+        first_line = dsn_mod.redact(str(exc)).splitlines()[0]
+        session.config.stash[_ROUTE_KEY] = f"no PostgreSQL to test against ({first_line})"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
