@@ -76,6 +76,17 @@ class TableMapping:
     key: str = "id"
     note: str | None = None
     new_columns: dict[str, str] = field(default_factory=dict)
+    # jsonb keys the new engine may add beyond the mapped ones, per jsonb column
+    extra_jsonb_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def declared_jsonb_keys(self) -> dict[str, set[str]]:
+        declared: dict[str, set[str]] = {}
+        for column in self.columns.values():
+            if column.kind == "jsonb":
+                declared.setdefault(column.jsonb_column, set()).add(column.jsonb_key)
+        for jsonb_column, keys in self.extra_jsonb_keys.items():
+            declared.setdefault(jsonb_column, set()).update(keys)
+        return declared
 
     @property
     def legacy_source(self) -> str:
@@ -93,10 +104,40 @@ class IndexExpectation:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Every `child.column` value names an existing `parent.parent_column` row."""
+
+    child: str
+    column: str
+    parent: str
+    parent_column: str = "id"
+
+
+@dataclass(frozen=True)
+class SameValue:
+    """A child row and the parent it points at (child.via = parent.id) agree on `column`."""
+
+    child: str
+    via: str
+    parent: str
+    column: str
+
+
+@dataclass(frozen=True)
+class UniqueValues:
+    table: str
+    columns: tuple[str, ...]
+    where: str | None = None
+
+
+@dataclass(frozen=True)
 class Expectations:
     tables: tuple[str, ...]
     views: tuple[str, ...]
     indexes: tuple[IndexExpectation, ...]
+    references: tuple[Reference, ...] = ()
+    same_values: tuple[SameValue, ...] = ()
+    unique: tuple[UniqueValues, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,6 +237,7 @@ def _mapping(path: Path) -> dict[str, TableMapping]:
             legacy, spec["target"], columns, spec.get("filter"), spec.get("backup"),
             spec.get("view"), spec.get("key", "id"), spec.get("note"),
             dict(spec.get("new_columns", {})),
+            {k: tuple(v) for k, v in spec.get("extra_jsonb_keys", {}).items()},
         )
     if not tables:
         raise BundleError(f"{path} maps no tables")
@@ -212,8 +254,16 @@ def _expectations(path: Path) -> Expectations:
                                             bool(spec.get("unique", False)), spec.get("why", "")))
         except KeyError as exc:
             raise BundleError(f"expectations.toml: an [[indexes]] entry lacks {exc}") from exc
+    try:
+        references = tuple(Reference(**r) for r in data.get("references", []))
+        same_values = tuple(SameValue(**r) for r in data.get("same_values", []))
+        unique = tuple(UniqueValues(r["table"], tuple(r["columns"]), r.get("where"))
+                       for r in data.get("unique", []))
+    except (TypeError, KeyError) as exc:
+        raise BundleError(f"expectations.toml: a [[references]], [[same_values]] or [[unique]] "
+                          f"entry is malformed ({exc})") from exc
     return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
-                        tuple(indexes))
+                        tuple(indexes), references, same_values, unique)
 
 
 def _toml(path: Path) -> dict[str, Any]:

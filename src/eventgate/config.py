@@ -32,6 +32,8 @@ OPTIONS = (
            "pg_config --bindir, then /usr/lib/postgresql/*/bin"),
     Option("eventgate_scale", "--scale", "EVENTGATE_SCALE",
            "seed data volume for the embedded database: small or medium", "small"),
+    Option("eventgate_reports", "--reports-dir", "EVENTGATE_REPORTS",
+           "directory for check results as JSON (reports/checks/)", "reports"),
 )
 
 
@@ -41,6 +43,7 @@ class Settings:
     bundle: Path
     pg_bindir: str | None
     scale: str
+    reports: Path = Path("reports")
 
     @property
     def external(self) -> bool:
@@ -64,4 +67,5 @@ def settings_from(config: pytest.Config) -> Settings:
         bundle=Path(values["eventgate_bundle"] or default_bundle_path()),
         pg_bindir=values["eventgate_pg_bindir"],
         scale=values["eventgate_scale"] or "small",
+        reports=Path(values["eventgate_reports"] or "reports"),
     )

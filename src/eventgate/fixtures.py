@@ -5,18 +5,20 @@ connections for the green gates."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from eventgate.bundle import Bundle, load_bundle
+from eventgate.checks.result import CheckResult
 from eventgate.config import Settings, settings_from
 from eventgate.errors import EventgateError
 from eventgate.migrate.runner import Runner
 from eventgate.pg import provision
 from eventgate.pg.databases import Database, Databases
 from eventgate.pg.server import Server
+from eventgate.reporting import attach, write_json
 from eventgate.seed.load import build_legacy
 from eventgate.seed.scales import scale
 
@@ -113,6 +115,18 @@ def target_conn(target_database: Database) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
+def record_check(eventgate_settings: Settings) -> Callable[[CheckResult], CheckResult]:
+    """Keep a check's result as JSON under reports/checks/ and as an Allure attachment."""
+
+    def record(result: CheckResult) -> CheckResult:
+        write_json(result, eventgate_settings.reports)
+        attach(result)
+        return result
+
+    return record
+
+
+@pytest.fixture
 def legacy_db(databases: Databases, legacy_template: Database) -> Iterator[Database]:
     """A private copy of the seeded legacy database, dropped after the test."""
     db = databases.create("legacy_copy", template=legacy_template.name)
@@ -135,7 +149,8 @@ def migrated_db(databases: Databases, migrated_template: Database) -> Iterator[D
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per mapped table, view or required index, named after it, read from the
     bundle so that a team's own bundle gets its own tests."""
-    wanted = {"table_mapping", "view_mapping", "index_expectation"} & set(metafunc.fixturenames)
+    wanted = {"table_mapping", "view_mapping", "index_expectation", "reference",
+              "same_value_rule", "unique_rule"} & set(metafunc.fixturenames)
     if not wanted:
         return
     try:
@@ -151,3 +166,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "index_expectation" in wanted:
         indexes = loaded.expectations.indexes
         metafunc.parametrize("index_expectation", indexes, ids=[i.name for i in indexes])
+    expected = loaded.expectations
+    if "reference" in wanted:
+        metafunc.parametrize("reference", expected.references,
+                             ids=[f"{r.child}.{r.column}" for r in expected.references])
+    if "same_value_rule" in wanted:
+        metafunc.parametrize("same_value_rule", expected.same_values,
+                             ids=[f"{r.child}.{r.column}" for r in expected.same_values])
+    if "unique_rule" in wanted:
+        metafunc.parametrize("unique_rule", expected.unique,
+                             ids=[f"{r.table}({','.join(r.columns)})" for r in expected.unique])

@@ -1,15 +1,40 @@
-"""Compatibility views: the old wedding application reads exactly the rows it read before."""
+"""Compatibility views as drop-in replacements: the old wedding application sees the same
+columns, the same rows and the same answers to its own queries as before."""
+
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from eventgate.bundle import TableMapping
-from eventgate.checks.views import view_matches_legacy
+from eventgate.bundle import Bundle, TableMapping
+from eventgate.checks.legacy_queries import LegacyQuery, load_queries, same_results
+from eventgate.checks.views import view_matches_legacy, view_nullability, view_shape
 
 pytestmark = [pytest.mark.compat, pytest.mark.green]
+
+QUERIES = load_queries(Path(__file__).resolve().parents[2] / "fixtures" / "legacy_queries.toml")
 
 
 def test_view_returns_the_legacy_rows(target_conn: psycopg.Connection,
                                       view_mapping: TableMapping) -> None:
     result = view_matches_legacy(target_conn, view_mapping)
+    assert result.passed, result.explain()
+
+
+def test_view_has_the_legacy_columns_names_order_and_types(target_conn: psycopg.Connection,
+                                                           view_mapping: TableMapping) -> None:
+    result = view_shape(target_conn, view_mapping)
+    assert result.passed, result.explain()
+
+
+def test_view_never_returns_null_where_the_legacy_table_forbade_it(
+        target_conn: psycopg.Connection, view_mapping: TableMapping) -> None:
+    result = view_nullability(target_conn, view_mapping)
+    assert result.passed, result.explain()
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
+def test_legacy_query_answers_identically(target_conn: psycopg.Connection, bundle: Bundle,
+                                          query: LegacyQuery) -> None:
+    result = same_results(target_conn, query, list(bundle.mapping.values()))
     assert result.passed, result.explain()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,7 @@ class CheckResult:
     summary: str  # one line a person reads first
     details: tuple[str, ...] = field(default=())  # bounded samples, one per line
     sql: str | None = None  # reproduces the finding in psql
+    data: dict[str, Any] = field(default_factory=dict)  # structured findings for JSON reports
 
     def explain(self) -> str:
         lines = [f"{self.check} — {self.subject}: {self.summary}"]
@@ -20,6 +22,10 @@ class CheckResult:
         if self.sql:
             lines.append(f"  reproduce with:\n    {self.sql.strip()}")
         return "\n".join(lines)
+
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def sample_rows(rows: list[tuple[object, ...]], limit: int) -> tuple[str, ...]:

@@ -61,3 +61,72 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping) -> Chec
                        f"{mapping.view} differs from {mapping.legacy_source}: {n_lost} legacy "
                        f"rows missing or changed in the view, {n_added} view rows not in the "
                        "legacy table", details, reproduce)
+
+
+COLUMNS_OF = """
+SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+"""
+
+
+def view_shape(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
+    """The view's columns have the legacy table's names, order and types (with typmod)."""
+    assert mapping.view is not None
+    subject = f"view {mapping.view} columns vs {mapping.legacy_source}"
+    legacy = [tuple(r[1:3]) for r in conn.execute(COLUMNS_OF, ("public", mapping.legacy_source))]
+    view = [tuple(r[1:3]) for r in conn.execute(COLUMNS_OF, ("public", mapping.view))]
+    if not view:
+        return CheckResult("compatibility view shape", subject, False,
+                           f"the compatibility view {mapping.view} does not exist")
+    problems = []
+    for position in range(max(len(legacy), len(view))):
+        want = legacy[position] if position < len(legacy) else None
+        got = view[position] if position < len(view) else None
+        if want == got:
+            continue
+        if got is None:
+            assert want is not None
+            problems.append(f"column {position + 1} {want[0]} {want[1]} is missing from the view")
+        elif want is None:
+            problems.append(f"column {position + 1} {got[0]} {got[1]} is not in the legacy table")
+        elif want[0] != got[0]:
+            problems.append(f"column {position + 1} is {got[0]} in the view, {want[0]} in the "
+                            "legacy table")
+        else:
+            problems.append(f"column {got[0]} is {got[1]} in the view, {want[1]} in the legacy "
+                            "table")
+    if problems:
+        return CheckResult("compatibility view shape", subject, False,
+                           f"{mapping.view} does not have the legacy table's columns: "
+                           f"{problems[0]}", tuple(problems[1:]),
+                           f"SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                           f"WHERE attrelid = '{mapping.view}'::regclass AND attnum > 0;")
+    return CheckResult("compatibility view shape", subject, True,
+                       f"{len(view)} columns, same names, order and types")
+
+
+def view_nullability(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
+    """PostgreSQL records no NOT NULL on view columns, so the rows are asked instead: a column
+    the legacy table declares NOT NULL is never NULL through the view."""
+    assert mapping.view is not None
+    subject = f"view {mapping.view} NOT NULL columns"
+    required = [r[1] for r in conn.execute(COLUMNS_OF, ("public", mapping.legacy_source))
+                if r[3]]
+    present = {r[1] for r in conn.execute(COLUMNS_OF, ("public", mapping.view))}
+    required = [c for c in required if c in present]  # a missing column is view_shape's finding
+    if not required:
+        return CheckResult("compatibility view nulls", subject, True, "no NOT NULL columns")
+    counts = conn.execute(sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE {} IS NULL)").format(
+            sql.Identifier(c)) for c in required), sql.Identifier(mapping.view))).fetchone()
+    assert counts is not None
+    nulls = [f"{c}: {n} NULL rows" for c, n in zip(required, counts, strict=True) if n]
+    if nulls:
+        return CheckResult("compatibility view nulls", subject, False,
+                           f"{mapping.view} returns NULL in columns the legacy table declares "
+                           f"NOT NULL: {', '.join(nulls)}")
+    return CheckResult("compatibility view nulls", subject, True,
+                       f"{len(required)} NOT NULL columns never NULL")

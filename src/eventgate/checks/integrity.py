@@ -1,0 +1,118 @@
+"""One-to-one and referential integrity of the migrated data: keys unique and present on both
+sides, no orphans, children in their parent's tenant, unique values unique, and no jsonb keys
+that nobody declared."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from eventgate.bundle import Reference, SameValue, TableMapping, UniqueValues
+from eventgate.checks.result import CheckResult
+
+SAMPLE = 5
+
+
+Rows = list[tuple[object, ...]]
+
+
+def _sample(conn: psycopg.Connection, query: sql.Composable) -> tuple[int, Rows]:
+    """How many rows the query finds, and the first few."""
+    total = conn.execute(sql.SQL("SELECT count(*) FROM ({}) q").format(query)).fetchone()
+    rows = conn.execute(sql.SQL("SELECT * FROM ({}) q ORDER BY 1 LIMIT {}").format(
+        query, sql.Literal(SAMPLE))).fetchall()
+    return (int(total[0]) if total else 0), rows
+
+
+def _where(condition: str | None) -> sql.Composable:
+    return sql.SQL(" WHERE {}").format(sql.SQL(condition)) if condition else sql.SQL("")
+
+
+def keys_one_to_one(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
+    """No NULL and no duplicate keys, in the legacy rows or in the migrated rows."""
+    key = mapping.columns[mapping.key].target
+    sides = [(mapping.legacy_source, mapping.key, None), (mapping.target, key, mapping.filter)]
+    problems = []
+    for table, column, condition in sides:
+        query = sql.SQL("SELECT {c} AS key, count(*) AS copies FROM {t}{w} GROUP BY {c} "
+                        "HAVING count(*) > 1 OR {c} IS NULL").format(
+            c=sql.Identifier(column), t=sql.Identifier(table), w=_where(condition))
+        total, rows = _sample(conn, query)
+        if total:
+            shown = ", ".join(f"{r[0]} ({r[1]} rows)" for r in rows)
+            problems.append(f"{table}.{column}: {total} keys NULL or duplicated, e.g. {shown}")
+    subject = f"{mapping.legacy_source}.{mapping.key} <-> {mapping.target}.{key}"
+    if problems:
+        return CheckResult("one-to-one keys", subject, False,
+                           f"{len(problems)} side(s) with NULL or duplicate keys",
+                           tuple(problems))
+    return CheckResult("one-to-one keys", subject, True, "keys unique and present on both sides")
+
+
+def no_orphans(conn: psycopg.Connection, ref: Reference) -> CheckResult:
+    query = sql.SQL("SELECT c.{col} AS missing_parent, count(*) AS rows FROM {child} c "
+                    "WHERE c.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p "
+                    "WHERE p.{pcol} = c.{col}) GROUP BY c.{col}").format(
+        col=sql.Identifier(ref.column), child=sql.Identifier(ref.child),
+        parent=sql.Identifier(ref.parent), pcol=sql.Identifier(ref.parent_column))
+    total, rows = _sample(conn, query)
+    subject = f"{ref.child}.{ref.column} -> {ref.parent}.{ref.parent_column}"
+    if total:
+        shown = ", ".join(f"{r[0]} ({r[1]} rows)" for r in rows)
+        return CheckResult("no orphans", subject, False,
+                           f"{ref.child} rows point at {total} {ref.parent} rows that do not "
+                           f"exist", (f"missing {ref.parent}.{ref.parent_column}: {shown}",),
+                           query.as_string(conn) + ";")
+    return CheckResult("no orphans", subject, True, f"every {ref.child} row has its {ref.parent}")
+
+
+def same_value(conn: psycopg.Connection, rule: SameValue) -> CheckResult:
+    query = sql.SQL("SELECT c.id AS child_id, c.{col}::text AS child_value, "
+                    "p.{col}::text AS parent_value FROM {child} c JOIN {parent} p "
+                    "ON p.id = c.{via} WHERE c.{col} IS DISTINCT FROM p.{col}").format(
+        col=sql.Identifier(rule.column), child=sql.Identifier(rule.child),
+        parent=sql.Identifier(rule.parent), via=sql.Identifier(rule.via))
+    total, rows = _sample(conn, query)
+    subject = f"{rule.child}.{rule.column} = {rule.parent}.{rule.column}"
+    if total:
+        return CheckResult(
+            f"same {rule.column}", subject, False,
+            f"{total} {rule.child} rows have a {rule.column} other than their {rule.parent}'s",
+            tuple(f"{rule.child} id={r[0]}: {rule.column} {r[1]}, its {rule.parent} has {r[2]}"
+                  for r in rows), query.as_string(conn) + ";")
+    return CheckResult(f"same {rule.column}", subject, True,
+                       f"every {rule.child} row shares its {rule.parent}'s {rule.column}")
+
+
+def unique_values(conn: psycopg.Connection, rule: UniqueValues) -> CheckResult:
+    cols = sql.SQL(", ").join(map(sql.Identifier, rule.columns))
+    query = sql.SQL("SELECT {cols}, count(*) AS rows FROM {t}{w} GROUP BY {cols} "
+                    "HAVING count(*) > 1").format(cols=cols, t=sql.Identifier(rule.table),
+                                                  w=_where(rule.where))
+    total, rows = _sample(conn, query)
+    subject = f"{rule.table} ({', '.join(rule.columns)})"
+    if total:
+        return CheckResult("unique values", subject, False,
+                           f"{total} ({', '.join(rule.columns)}) values occur more than once in "
+                           f"{rule.table}", tuple(f"{r[:-1]} x{r[-1]}" for r in rows),
+                           query.as_string(conn) + ";")
+    return CheckResult("unique values", subject, True, "no value repeats")
+
+
+def declared_jsonb_keys(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
+    """Migrated jsonb holds only keys mapping.toml declares."""
+    found = []
+    for column, declared in mapping.declared_jsonb_keys().items():
+        query = sql.SQL("SELECT k, count(*) FROM {t} t, jsonb_object_keys(t.{c}) k{w} "
+                        "GROUP BY k ORDER BY k").format(
+            t=sql.Identifier(mapping.target), c=sql.Identifier(column),
+            w=_where(mapping.filter))
+        for key, rows in conn.execute(query).fetchall():
+            if key not in declared:
+                found.append(f"{mapping.target}.{column} key {key!r} in {rows} rows is not "
+                             "declared in mapping.toml")
+    subject = f"{mapping.target} jsonb keys"
+    if found:
+        return CheckResult("declared jsonb keys", subject, False,
+                           f"{len(found)} undeclared key(s)", tuple(found))
+    return CheckResult("declared jsonb keys", subject, True, "only declared keys")
