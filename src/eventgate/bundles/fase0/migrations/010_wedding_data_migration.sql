@@ -37,6 +37,11 @@ BEGIN
     IF found IS NOT NULL THEN
         problems := problems || E'\n  wedding_invitations.rsvp_status values outside pending/accepted/declined/maybe: ' || found;
     END IF;
+    SELECT string_agg(i.id::text, ', ' ORDER BY i.id) INTO found
+      FROM (SELECT id FROM wedding_invitations WHERE party_size < 0 ORDER BY id LIMIT 20) i;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_invitations with a negative party_size (ids): ' || found;
+    END IF;
     SELECT string_agg(DISTINCT quote_literal(status), ', ') INTO found
       FROM wedding_events
      WHERE status NOT IN ('draft', 'published', 'completed', 'cancelled', 'archived');
