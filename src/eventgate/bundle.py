@@ -147,6 +147,7 @@ class Bundle:
     migrations: tuple[Migration, ...]
     mapping: dict[str, TableMapping]
     expectations: Expectations
+    policy: dict[str, str] = field(default_factory=dict)  # mapping.toml [policy]: stated rules
 
     def migration(self, version: int) -> Migration:
         for migration in self.migrations:
@@ -284,4 +285,5 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
                           "holding baseline/, migrations/, rollback/, mapping.toml and "
                           "expectations.toml")
     return Bundle(root.resolve(), tuple(_sql_files(root / "baseline")), _migrations(root),
-                  _mapping(root / "mapping.toml"), _expectations(root / "expectations.toml"))
+                  _mapping(root / "mapping.toml"), _expectations(root / "expectations.toml"),
+                  {k: str(v) for k, v in _toml(root / "mapping.toml").get("policy", {}).items()})

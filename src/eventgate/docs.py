@@ -36,6 +36,9 @@ def render(bundle: Bundle) -> str:
     out = [HEADER, "## Migrations\n", "| version | file | rollback |", "|---|---|---|"]
     out += [f"| {m.version:03d} | `{m.label}` | `{m.rollback.label if m.rollback else '-'}` |"
             for m in bundle.migrations]
+    if bundle.policy:
+        out += ["", "## Value policy\n"]
+        out += [f"- **{name.replace('_', ' ')}**: {rule}" for name, rule in bundle.policy.items()]
     out += ["", "## Where every legacy column went\n"]
     for table in bundle.mapping.values():
         heading = f"### `{table.legacy_table}` → `{table.target}`"
