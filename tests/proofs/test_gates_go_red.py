@@ -28,8 +28,8 @@ def test_row_count_parity_names_the_deleted_invitation(migrated_db: Database,
 def test_row_count_parity_names_a_duplicated_wedding(migrated_db: Database,
                                                      bundle: Bundle) -> None:
     with migrated_db.connect() as conn:
-        conn.execute("INSERT INTO events (tenant_id, event_type, title, slug) "
-                     "SELECT tenant_id, event_type, title, slug || '-copy' FROM events "
+        conn.execute("INSERT INTO events (tenant_id, event_type, title, slug, metadata) "
+                     "SELECT tenant_id, event_type, title, slug || '-copy', metadata FROM events "
                      "WHERE id = 10")
         result = row_count_parity(conn, bundle.mapping["wedding_events"])
     assert not result.passed

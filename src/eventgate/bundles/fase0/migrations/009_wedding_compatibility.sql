@@ -12,6 +12,40 @@ CREATE FUNCTION wedding_compat.wedding_start(wedding_date date, ceremony_time ti
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN (wedding_date + coalesce(ceremony_time, time '00:00')) AT TIME ZONE timezone;
 
+-- What the views can read back without error or truncation. The engine writes metadata too; a
+-- value the old application cannot read (a ceremony_time of '2pm', a 300-character name) would
+-- break every legacy query touching the row, so the database refuses it.
+CREATE FUNCTION wedding_compat.is_legacy_time(value jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN value IS NULL OR jsonb_typeof(value) = 'null'
+        OR (jsonb_typeof(value) = 'string'
+            AND value #>> '{}' ~ '^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$');
+
+CREATE FUNCTION wedding_compat.is_legacy_text(value jsonb, max_length integer, required boolean)
+    RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN value IS NULL OR jsonb_typeof(value) = 'null' THEN NOT required
+                ELSE jsonb_typeof(value) = 'string'
+                     AND (max_length IS NULL OR char_length(value #>> '{}') <= max_length) END;
+
+CREATE FUNCTION wedding_compat.is_legacy_integer(value jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN value IS NULL OR jsonb_typeof(value) = 'null'
+        OR (jsonb_typeof(value) = 'number' AND (value #>> '{}') ~ '^-?[0-9]+$'
+            AND (value #>> '{}')::numeric BETWEEN -2147483648 AND 2147483647);
+
+ALTER TABLE public.events ADD CONSTRAINT events_wedding_metadata_readable CHECK (
+    event_type <> 'wedding' OR (
+        wedding_compat.is_legacy_text(metadata -> 'bride_name', 200, true)
+        AND wedding_compat.is_legacy_text(metadata -> 'groom_name', 200, true)
+        AND wedding_compat.is_legacy_time(metadata -> 'ceremony_time')
+        AND wedding_compat.is_legacy_time(metadata -> 'reception_time')
+        AND wedding_compat.is_legacy_text(metadata -> 'theme', 50, false)));
+
+ALTER TABLE public.event_participants ADD CONSTRAINT event_participants_guest_metadata_readable
+    CHECK (wedding_compat.is_legacy_text(metadata -> 'dietary_notes', NULL, false)
+           AND wedding_compat.is_legacy_integer(metadata -> 'table_number'));
+
 CREATE VIEW wedding_compat.wedding_events AS
 SELECT e.id,
        e.tenant_id,
@@ -79,7 +113,7 @@ ALTER VIEW wedding_compat.wedding_sections
 -- Writes through the views. Metadata is merged, not replaced, so keys the new engine added to a
 -- wedding survive an edit made by the old application.
 CREATE FUNCTION wedding_compat.wedding_events_write() RETURNS trigger
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM public.events WHERE id = OLD.id AND event_type = 'wedding';
@@ -99,21 +133,37 @@ BEGIN
                 NEW.created_at, NEW.updated_at);
         RETURN NEW;
     END IF;
+    -- Only what the old application changed is written: the engine may have set a title, a
+    -- precise start or metadata keys of its own, and an unrelated legacy edit must keep them.
     UPDATE public.events
        SET id = NEW.id,
            tenant_id = NEW.tenant_id,
-           title = NEW.bride_name || ' & ' || NEW.groom_name,
+           title = CASE WHEN (NEW.bride_name, NEW.groom_name)
+                             IS DISTINCT FROM (OLD.bride_name, OLD.groom_name)
+                        THEN NEW.bride_name || ' & ' || NEW.groom_name ELSE title END,
            slug = NEW.slug,
-           start_date = wedding_compat.wedding_start(NEW.wedding_date, NEW.ceremony_time,
-                                                     NEW.timezone),
+           start_date = CASE WHEN (NEW.wedding_date, NEW.ceremony_time, NEW.timezone)
+                                  IS DISTINCT FROM (OLD.wedding_date, OLD.ceremony_time,
+                                                    OLD.timezone)
+                             THEN wedding_compat.wedding_start(NEW.wedding_date,
+                                                               NEW.ceremony_time, NEW.timezone)
+                             ELSE start_date END,
            timezone = NEW.timezone,
            venue_name = NEW.venue_name,
            venue_address = NEW.venue_address,
            status = NEW.status,
-           metadata = metadata || jsonb_build_object(
-               'bride_name', NEW.bride_name, 'groom_name', NEW.groom_name,
-               'ceremony_time', NEW.ceremony_time, 'reception_time', NEW.reception_time,
-               'theme', NEW.theme),
+           metadata = metadata
+               || CASE WHEN NEW.bride_name IS DISTINCT FROM OLD.bride_name
+                       THEN jsonb_build_object('bride_name', NEW.bride_name) ELSE '{}' END
+               || CASE WHEN NEW.groom_name IS DISTINCT FROM OLD.groom_name
+                       THEN jsonb_build_object('groom_name', NEW.groom_name) ELSE '{}' END
+               || CASE WHEN NEW.ceremony_time IS DISTINCT FROM OLD.ceremony_time
+                       THEN jsonb_build_object('ceremony_time', NEW.ceremony_time) ELSE '{}' END
+               || CASE WHEN NEW.reception_time IS DISTINCT FROM OLD.reception_time
+                       THEN jsonb_build_object('reception_time', NEW.reception_time)
+                       ELSE '{}' END
+               || CASE WHEN NEW.theme IS DISTINCT FROM OLD.theme
+                       THEN jsonb_build_object('theme', NEW.theme) ELSE '{}' END,
            created_at = NEW.created_at,
            updated_at = NEW.updated_at
      WHERE id = OLD.id AND event_type = 'wedding';
@@ -122,7 +172,7 @@ END
 $$;
 
 CREATE FUNCTION wedding_compat.wedding_invitations_write() RETURNS trigger
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     wedding_tenant uuid;
 BEGIN
@@ -157,8 +207,11 @@ BEGIN
            phone = NEW.phone,
            rsvp_status = NEW.rsvp_status,
            party_size = NEW.party_size,
-           metadata = metadata || jsonb_build_object('dietary_notes', NEW.dietary_notes,
-                                                     'table_number', NEW.table_number),
+           metadata = metadata
+               || CASE WHEN NEW.dietary_notes IS DISTINCT FROM OLD.dietary_notes
+                       THEN jsonb_build_object('dietary_notes', NEW.dietary_notes) ELSE '{}' END
+               || CASE WHEN NEW.table_number IS DISTINCT FROM OLD.table_number
+                       THEN jsonb_build_object('table_number', NEW.table_number) ELSE '{}' END,
            invited_at = NEW.invited_at,
            responded_at = NEW.responded_at
      WHERE id = OLD.id;
@@ -167,7 +220,7 @@ END
 $$;
 
 CREATE FUNCTION wedding_compat.wedding_sections_write() RETURNS trigger
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM public.event_sections WHERE id = OLD.id;

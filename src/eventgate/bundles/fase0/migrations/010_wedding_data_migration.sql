@@ -31,6 +31,51 @@ BEGIN
     IF found IS NOT NULL THEN
         problems := problems || E'\n  wedding_events.timezone values PostgreSQL does not know: ' || found;
     END IF;
+    -- A date and time that do not survive the trip through start_date: 24:00, or a local day
+    -- the zone skipped (Pacific/Apia, 2011-12-30). Known zones only; unknown ones are above.
+    SELECT string_agg(w.id::text, ', ' ORDER BY w.id) INTO found
+      FROM (SELECT id FROM wedding_events w
+             WHERE w.wedding_date IS NOT NULL
+               -- CASE, because only it guarantees the zone is known before it is used.
+               AND CASE WHEN EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = w.timezone)
+                          OR EXISTS (SELECT 1 FROM pg_timezone_abbrevs a
+                                      WHERE a.abbrev = w.timezone)
+                        THEN w.ceremony_time = time '24:00'
+                             OR (wedding_compat.wedding_start(w.wedding_date, w.ceremony_time,
+                                                              w.timezone)
+                                 AT TIME ZONE w.timezone)::date <> w.wedding_date
+                        ELSE false END
+             ORDER BY id LIMIT 20) w;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_events whose wedding_date and ceremony_time do not exist in their time zone, or a ceremony_time of 24:00 (ids): ' || found;
+    END IF;
+    -- Rows the engine already created (after an earlier migration and rollback) keep their ids
+    -- and slugs; a legacy row may not collide with them.
+    SELECT string_agg(w.id::text, ', ' ORDER BY w.id) INTO found
+      FROM (SELECT w.id FROM wedding_events w JOIN events e ON e.id = w.id
+             ORDER BY w.id LIMIT 20) w;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_events ids already used in events (ids): ' || found;
+    END IF;
+    SELECT string_agg(i.id::text, ', ' ORDER BY i.id) INTO found
+      FROM (SELECT i.id FROM wedding_invitations i JOIN event_participants p ON p.id = i.id
+             ORDER BY i.id LIMIT 20) i;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_invitations ids already used in event_participants (ids): ' || found;
+    END IF;
+    SELECT string_agg(s.id::text, ', ' ORDER BY s.id) INTO found
+      FROM (SELECT s.id FROM wedding_sections s JOIN event_sections x ON x.id = s.id
+             ORDER BY s.id LIMIT 20) s;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_sections ids already used in event_sections (ids): ' || found;
+    END IF;
+    SELECT string_agg(w.id::text, ', ' ORDER BY w.id) INTO found
+      FROM (SELECT w.id FROM wedding_events w
+              JOIN events e ON e.tenant_id = w.tenant_id AND e.slug = w.slug
+             ORDER BY w.id LIMIT 20) w;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_events whose slug is already used by an event of the same tenant (ids): ' || found;
+    END IF;
     SELECT string_agg(DISTINCT quote_literal(rsvp_status), ', ') INTO found
       FROM wedding_invitations
      WHERE rsvp_status NOT IN ('pending', 'accepted', 'declined', 'maybe');
@@ -85,16 +130,56 @@ INSERT INTO event_sections (id, event_id, section_type, title, content, position
 SELECT s.id, s.wedding_id, s.section_type, s.title, s.content, s.position, s.is_visible
   FROM wedding_sections s;
 
--- New rows (from the engine or through the views) must not collide with the migrated ids.
+-- New rows (from the engine or through the views) must not collide with the migrated ids, nor
+-- reuse the id of a legacy row deleted before the migration (an emailed /rsvp/204 link must not
+-- lead to another guest): each identity restarts past both.
 -- ALTER ... RESTART is transactional, unlike setval(), so a dry run leaves no trace.
 DO $$
 DECLARE
-    t text;
+    pair text[];
     next_id bigint;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['events', 'event_participants', 'event_sections'] LOOP
-        EXECUTE format('SELECT coalesce(max(id), 0) + 1 FROM %I', t) INTO next_id;
-        EXECUTE format('ALTER TABLE %I ALTER COLUMN id RESTART WITH %s', t, next_id);
+    FOREACH pair SLICE 1 IN ARRAY ARRAY[['events', 'wedding_events'],
+                                        ['event_participants', 'wedding_invitations'],
+                                        ['event_sections', 'wedding_sections']] LOOP
+        EXECUTE format(
+            'SELECT greatest((SELECT coalesce(max(id), 0) + 1 FROM %I),
+                             (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+                                FROM %s))',
+            pair[1], pg_get_serial_sequence(pair[2], 'id')) INTO next_id;
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN id RESTART WITH %s', pair[1], next_id);
+    END LOOP;
+END
+$$;
+
+-- The old application's roles keep what they could do: the legacy tables' privileges move to
+-- the views, and its INSERTs may draw ids from the new sequences (view defaults run as them).
+DO $$
+DECLARE
+    pair text[];
+    grant_row record;
+BEGIN
+    FOREACH pair SLICE 1 IN ARRAY ARRAY[['wedding_events', 'events'],
+                                        ['wedding_invitations', 'event_participants'],
+                                        ['wedding_sections', 'event_sections']] LOOP
+        FOR grant_row IN
+            SELECT a.privilege_type, a.grantee, a.is_grantable
+              FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.oid = format('public.%I', pair[1])::regclass
+               AND a.grantee <> c.relowner
+        LOOP
+            EXECUTE format('GRANT %s ON wedding_compat.%I TO %s%s', grant_row.privilege_type,
+                           pair[1],
+                           CASE WHEN grant_row.grantee = 0 THEN 'PUBLIC'
+                                ELSE grant_row.grantee::regrole::text END,
+                           CASE WHEN grant_row.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            IF grant_row.privilege_type = 'INSERT' THEN
+                EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %s',
+                               pg_get_serial_sequence(pair[2], 'id'),
+                               CASE WHEN grant_row.grantee = 0 THEN 'PUBLIC'
+                                    ELSE grant_row.grantee::regrole::text END);
+            END IF;
+        END LOOP;
     END LOOP;
 END
 $$;

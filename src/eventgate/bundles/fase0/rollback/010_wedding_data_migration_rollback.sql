@@ -3,6 +3,48 @@
 -- survive the rollback. Rows no one touched are left as they are, byte for byte.
 LOCK TABLE events, event_participants, event_sections IN SHARE ROW EXCLUSIVE MODE;
 
+-- What the legacy tables cannot hold would be lost without a word when the weddings are deleted
+-- below: refuse, naming it, as the rollback of 007 does.
+DO $$
+DECLARE
+    problems text := '';
+    found text;
+BEGIN
+    SELECT string_agg(role || ': ' || n, ', ') INTO found
+      FROM (SELECT p.role, count(*) AS n FROM event_participants p
+              JOIN events e ON e.id = p.event_id AND e.event_type = 'wedding'
+             WHERE p.role <> 'guest' GROUP BY p.role ORDER BY 1) r;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding participants other than guests (' || found || ')';
+    END IF;
+    SELECT string_agg(k || ': ' || n, ', ') INTO found
+      FROM (SELECT k, count(*) AS n FROM events e, jsonb_object_keys(e.metadata) k
+             WHERE e.event_type = 'wedding'
+               AND k NOT IN ('bride_name', 'groom_name', 'ceremony_time', 'reception_time',
+                             'theme')
+             GROUP BY k ORDER BY 1) r;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding metadata keys the legacy schema has no column for (' || found || ')';
+    END IF;
+    SELECT count(*)::text INTO found FROM events
+     WHERE event_type = 'wedding' AND end_date IS NOT NULL;
+    IF found <> '0' THEN
+        problems := problems || E'\n  weddings with an end_date (' || found || ')';
+    END IF;
+    SELECT count(*)::text INTO found FROM event_sections s
+      JOIN events e ON e.id = s.event_id AND e.event_type = 'wedding'
+     WHERE s.metadata <> '{}';
+    IF found <> '0' THEN
+        problems := problems || E'\n  wedding sections with metadata (' || found || ')';
+    END IF;
+    IF problems <> '' THEN
+        RAISE EXCEPTION 'rolling back 010 would lose data only the events schema holds:%', problems
+            USING HINT = 'export it first (e.g. COPY (SELECT * FROM events WHERE event_type = '
+                         '''wedding'') TO STDOUT), remove it, and roll back again';
+    END IF;
+END
+$$;
+
 ALTER VIEW public.wedding_events SET SCHEMA wedding_compat;
 ALTER VIEW public.wedding_invitations SET SCHEMA wedding_compat;
 ALTER VIEW public.wedding_sections SET SCHEMA wedding_compat;
@@ -51,18 +93,30 @@ INSERT INTO wedding_sections
 SELECT v.* FROM wedding_compat.wedding_sections v
  WHERE NOT EXISTS (SELECT 1 FROM wedding_sections b WHERE b.id = v.id);
 
--- Rows added through the views took ids from the events sequences; the legacy sequences must
--- not hand those ids out again. Untouched sequences are left exactly as they were.
-SELECT setval(pg_get_serial_sequence('wedding_events', 'id'), max(id)) FROM wedding_events
-HAVING max(id) >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
-                     FROM wedding_events_id_seq);
-SELECT setval(pg_get_serial_sequence('wedding_invitations', 'id'), max(id))
-  FROM wedding_invitations
-HAVING max(id) >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
-                     FROM wedding_invitations_id_seq);
-SELECT setval(pg_get_serial_sequence('wedding_sections', 'id'), max(id)) FROM wedding_sections
-HAVING max(id) >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
-                     FROM wedding_sections_id_seq);
+-- Ids handed out by the events sequences (to rows added through the views, and to other event
+-- types the engine created, which stay) must never come from the legacy sequences too.
+-- Untouched sequences are left exactly as they were.
+DO $$
+DECLARE
+    pair text[];
+    seq text;
+    highest bigint;
+BEGIN
+    FOREACH pair SLICE 1 IN ARRAY ARRAY[['wedding_events', 'events'],
+                                        ['wedding_invitations', 'event_participants'],
+                                        ['wedding_sections', 'event_sections']] LOOP
+        seq := pg_get_serial_sequence(pair[1], 'id');
+        EXECUTE format('SELECT greatest((SELECT max(id) FROM %I), (SELECT max(id) FROM %I))',
+                       pair[1], pair[2]) INTO highest;
+        IF highest IS NOT NULL THEN
+            EXECUTE format('SELECT setval(%L, %s) FROM %s
+                             WHERE %s >= CASE WHEN is_called THEN last_value + 1
+                                              ELSE last_value END',
+                           seq, highest, seq, highest);
+        END IF;
+    END LOOP;
+END
+$$;
 
 -- Participants and sections of weddings go with them (ON DELETE CASCADE).
 DELETE FROM events WHERE event_type = 'wedding';
