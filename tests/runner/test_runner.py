@@ -134,7 +134,8 @@ def test_lock_timeout_is_retried_then_fails_naming_the_blocker(
         with pytest.raises(MigrationError) as refused:
             runner.execute()
         message = str(refused.value)
-        assert "007_events_core_tables.sql could not take its locks: 3 attempts" in message
+        assert ("007_events_core_tables.sql could not take its locks: 3 attempts, the last "
+                "ended by lock_timeout (50 ms)") in message
         assert f"pid {blocker.info.backend_pid}" in message and "tenants (AccessExclusiveLock)" in (
             message)
         assert len(retries) == 2

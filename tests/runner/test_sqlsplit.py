@@ -23,3 +23,18 @@ def test_semicolons_inside_quotes_comments_and_bodies_do_not_split() -> None:
 
 def test_a_script_of_comments_only_has_no_statements() -> None:
     assert split_statements("-- nothing\n/* here */\n;\n") == []
+
+
+def test_sql_standard_function_bodies_stay_whole() -> None:
+    script = """
+    CREATE FUNCTION f(x int) RETURNS int LANGUAGE sql
+    BEGIN ATOMIC
+        SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END;
+        SELECT 2;
+    END;
+    SELECT 'end;';
+    """
+    statements = split_statements(script)
+    assert len(statements) == 2
+    assert statements[0].endswith("SELECT 2;\n    END")
+    assert statements[1] == "SELECT 'end;'"

@@ -91,15 +91,19 @@ def retry_on_lock_timeout(
     backoff_s: float = 0.25,
     on_retry: Callable[[int, float], None] | None = None,
 ) -> T:
-    """Run attempt(); when it gives up waiting for a lock (55P03), back off and run it again."""
+    """Run attempt(); when it gives up waiting for a lock (55P03) or is chosen as a deadlock
+    victim (40P01, e.g. a legacy transaction upgrading its lock while we upgrade ours), back off
+    and run it again."""
     for n in range(retries + 1):
         try:
             return attempt()
-        except errors.LockNotAvailable as exc:
+        except (errors.LockNotAvailable, errors.DeadlockDetected) as exc:
             if n == retries:
+                cause = ("a deadlock" if isinstance(exc, errors.DeadlockDetected)
+                         else f"lock_timeout ({lock_timeout_ms} ms)")
                 raise MigrationError(
-                    f"{what} could not take its locks: {retries + 1} attempts, each waiting "
-                    f"{lock_timeout_ms} ms (lock_timeout); sessions holding table locks: "
+                    f"{what} could not take its locks: {retries + 1} attempts, the last ended by "
+                    f"{cause}; sessions holding table locks: "
                     f"{relation_lock_holders(conn)}; let them finish or end them, then run "
                     "again"
                 ) from exc

@@ -119,6 +119,7 @@ class Runner:
         self.lock_timeout_ms = lock_timeout_ms
         self.lock_retries = lock_retries
         self.progress: ProgressSink = progress or NullProgress()
+        self.warnings: list[str] = []
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ class Runner:
                 t0 = time.perf_counter()
                 try:
                     cur.execute(statement.encode())
-                except psycopg.errors.LockNotAvailable:
+                except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
                     raise
                 except psycopg.Error as exc:
                     raise MigrationError(
@@ -221,51 +222,64 @@ class Runner:
     def dry_run(self) -> list[StepReport]:
         """Run the pending migrations in one transaction and roll it back, reporting what each
         statement did. Sequences are compared before and after, since PostgreSQL never rolls
-        them back."""
+        them back; any that moved are listed in `self.warnings` (on a live database, other
+        sessions' traffic moves them too)."""
         with self._runner_lock():
             self._refuse_on_ledger_problems()
             before = self._sequence_positions()
-            reports: list[StepReport] = []
-            try:
-                with self.conn.transaction():
-                    ledger.ensure(self.conn)
-                    for migration in self.pending():
-                        report = self._run_script(migration)
-                        ledger.record(self.conn, migration, report.duration_s)
-                        self.progress.end(report)
-                        reports.append(report)
-                    raise _DryRunRollback
-            except _DryRunRollback:
-                pass
-            moved = {k: v for k, v in self._sequence_positions().items() if before.get(k) != v}
+
+            def attempt() -> list[StepReport]:
+                reports: list[StepReport] = []
+                try:
+                    with self.conn.transaction():
+                        ledger.ensure(self.conn)
+                        for migration in self.pending():
+                            report = self._run_script(migration)
+                            ledger.record(self.conn, migration, report.duration_s)
+                            self.progress.end(report)
+                            reports.append(report)
+                        raise _DryRunRollback
+                except _DryRunRollback:
+                    pass
+                return reports
+
+            reports = locking.retry_on_lock_timeout(
+                self.conn, attempt, "the dry run", self.lock_retries, self.lock_timeout_ms)
+            moved = sorted(k for k, v in self._sequence_positions().items() if before.get(k) != v)
             if moved:
-                raise MigrationError(
-                    "the dry run was rolled back, but these sequences moved and stay moved "
-                    f"(PostgreSQL does not roll back nextval/setval): {moved}; use "
-                    "ALTER SEQUENCE … RESTART in migrations instead of setval"
-                )
+                self.warnings.append(
+                    f"sequences moved during the dry run and stay moved (PostgreSQL does not roll "
+                    f"back nextval/setval): {', '.join(moved)}; if no other session used them, a "
+                    "migration calls nextval or setval (ALTER SEQUENCE ... RESTART is "
+                    "transactional)")
             return reports
 
-    def _sequence_positions(self) -> dict[str, object]:
-        rows = self.conn.execute(
-            "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences"
-        ).fetchall()
-        return dict(rows)
+    def _sequence_positions(self) -> dict[str, tuple[object, object]]:
+        """(last_value, is_called) of every sequence, read from the sequences themselves, since
+        pg_sequences shows NULL for a sequence that was never called."""
+        names = [r[0] for r in self.conn.execute(
+            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences").fetchall()]
+        positions: dict[str, tuple[object, object]] = {}
+        for name in names:
+            row = self.conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
+            if row is not None:
+                positions[name] = (row[0], row[1])
+        return positions
 
     def rollback(self, to: int | None = None) -> list[StepReport]:
         """Roll back applied migrations newer than `to` (default: only the newest), newest
         first, each in its own transaction."""
         with self._runner_lock():
+            self._refuse_on_ledger_problems()
             applied = [e.version for e in self.entries()]
             if not applied:
                 return []
             # Without a target, only the newest goes: back to the one applied before it.
             target = to if to is not None else [0, *applied][-2]
-            reports = []
-            for version in sorted((v for v in applied if v > target), reverse=True):
-                migration = self.bundle.migration(version)
-                reports.append(self._unapply(migration))
-            return reports
+            # Every script is found before anything is rolled back.
+            migrations = [self.bundle.migration(v)
+                          for v in sorted((v for v in applied if v > target), reverse=True)]
+            return [self._unapply(m) for m in migrations]
 
     def _unapply(self, migration: Migration) -> StepReport:
         assert migration.rollback is not None

@@ -9,6 +9,11 @@ from __future__ import annotations
 import re
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$")
+# SQL-standard function bodies (BEGIN ATOMIC ... END) hold top-level semicolons; inside them,
+# CASE ... END nests, so both are counted.
+_ATOMIC_OPEN = re.compile(r"BEGIN\s+ATOMIC\b", re.I)
+_NESTING_OPEN = re.compile(r"CASE\b", re.I)
+_NESTING_CLOSE = re.compile(r"END\b", re.I)
 
 
 def _skip_quoted(sql: str, i: int, quote: str, backslash: bool) -> int:
@@ -55,9 +60,20 @@ def split_statements(sql: str) -> list[str]:
     """The top-level statements of a script, without their terminating semicolons."""
     statements: list[str] = []
     start = i = 0
+    atomic_depth = 0
     while i < len(sql):
         ch = sql[i]
-        if ch == "'":
+        at_word = ch.isalpha() and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_$"))
+        if at_word and (match := _ATOMIC_OPEN.match(sql, i)):
+            atomic_depth += 1
+            i = match.end()
+        elif at_word and atomic_depth and (match := _NESTING_OPEN.match(sql, i)):
+            atomic_depth += 1
+            i = match.end()
+        elif at_word and atomic_depth and (match := _NESTING_CLOSE.match(sql, i)):
+            atomic_depth -= 1
+            i = match.end()
+        elif ch == "'":
             escaped = i > 0 and sql[i - 1] in "eE" and (i < 2 or not sql[i - 2].isalnum())
             i = _skip_quoted(sql, i, "'", backslash=escaped)
         elif ch == '"':
@@ -73,7 +89,7 @@ def split_statements(sql: str) -> list[str]:
             tag = match.group(0)
             end = sql.find(tag, match.end())
             i = len(sql) if end < 0 else end + len(tag)
-        elif ch == ";":
+        elif ch == ";" and not atomic_depth:
             statements.append(sql[start:i])
             i += 1
             start = i
