@@ -315,7 +315,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM's default action skips finally blocks; as SystemExit, a cluster this process
+    # started is still stopped and deleted.
+    signal.signal(signal.SIGTERM, _terminate)
     args = _parser().parse_args(argv)
     if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
         args.pytest_args = args.pytest_args[1:]

@@ -8,7 +8,9 @@ import psycopg.conninfo
 
 from eventgate.errors import ConfigError
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)", re.I)
+# Up to the last '@' of the authority: a password may itself contain '@'.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/]*)(?=@[^@/\s]*(?:[/?\s]|$))", re.I)
 _KW_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 
 

@@ -107,7 +107,14 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
                f"--alluredir={(reports / 'allure-results').resolve()}", "--clean-alluredir",
                *pytest_args]
     started = time.monotonic()
-    exit_code = subprocess.run(command, cwd=root, env=env, check=False).returncode
+    child = subprocess.Popen(command, cwd=root, env=env)
+    try:
+        exit_code = child.wait()
+    except BaseException:
+        # Interrupted or terminated: let pytest tear down its cluster rather than killing it.
+        child.terminate()
+        child.wait(timeout=60)
+        raise
     duration = time.monotonic() - started
     target = f"external {dsn_mod.describe(dsn)}" if dsn else "embedded PostgreSQL (ephemeral)"
     verdict = Verdict("no-go", target, round(duration, 2), exit_code)

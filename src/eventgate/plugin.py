@@ -3,6 +3,9 @@ database can be had. Fixtures live in eventgate.fixtures."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pytest
 
 from eventgate import dsn as dsn_mod
@@ -33,7 +36,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.dest, help=help_text, default=option.default)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A CI timeout or cancel sends SIGTERM, whose default action skips every finally block and
+    # would leave the embedded cluster running; as an interrupt, teardown still happens.
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _interrupt)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     if not config.pluginmanager.has_plugin("eventgate.fixtures"):

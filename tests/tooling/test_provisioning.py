@@ -4,7 +4,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +57,7 @@ def test_ctrl_c_during_a_run_still_removes_the_cluster(pytester: pytest.Pytester
     port = next(line.split("port=")[1].split()[0] for line in result.outlines
                 if "CLUSTER host=" in line)
     assert "KeyboardInterrupt" in result.stdout.str()
-    leftovers = [p for p in Path("/tmp").glob("eventgate-pg-*")
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("eventgate-pg-*")
                  if (p / "data" / "postmaster.pid").exists()
                  and f"\n{port}\n" in (p / "data" / "postmaster.pid").read_text()]
     assert leftovers == []
@@ -98,13 +100,16 @@ def test_an_unreachable_dsn_says_where_without_the_password() -> None:
     assert "s3cr3t" not in message
 
 
-@pytest.mark.parametrize("dsn", [
-    "postgresql://app:s3cr3t@db:5432/weddings",
-    "host=db password=s3cr3t dbname=weddings",
-    "host=db password='s3 cr3t' dbname=weddings",
-], ids=["url", "keywords", "quoted-keyword"])
-def test_redact_hides_every_password_form(dsn: str) -> None:
-    assert "s3" not in dsn_mod.redact(dsn).replace("s3cr", "") and "****" in dsn_mod.redact(dsn)
+@pytest.mark.parametrize(("dsn", "password"), [
+    ("postgresql://app:s3cr3t@db:5432/weddings", "s3cr3t"),
+    ("postgresql://app:p@ss@db/weddings", "p@ss"),
+    ("host=db password=s3cr3t dbname=weddings", "s3cr3t"),
+    ("host=db password='s3 cr3t' dbname=weddings", "s3 cr3t"),
+], ids=["url", "url-password-with-at", "keywords", "quoted-keyword"])
+def test_redact_hides_every_password_form(dsn: str, password: str) -> None:
+    redacted = dsn_mod.redact(dsn)
+    assert password not in redacted
+    assert "****" in redacted and "db" in redacted and "weddings" in redacted
 
 
 def test_the_server_is_started_as_an_unprivileged_user_when_root() -> None:
@@ -149,3 +154,73 @@ def test_the_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = dsn.split("port=")[1].split()[0]
     assert subprocess.run(["pgrep", "-f", f"postgres.*-p {port} "],
                           capture_output=True).stdout == b""
+
+
+def _cluster_dirs_of(pid: int) -> list[Path]:
+    return [p for p in Path(tempfile.gettempdir()).glob("eventgate-pg-*")
+            if (p / "owner.pid").exists() and (p / "owner.pid").read_text() == str(pid)]
+
+
+def test_sigterm_while_seeding_still_removes_the_cluster() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventgate.cli", "cluster", "--weddings", "30000",
+         "--guests-per-wedding", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("seeding"):
+                break
+        roots = _cluster_dirs_of(proc.pid)
+        assert roots, "the cluster directory should exist while seeding"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stdout:
+            proc.stdout.close()
+    assert not roots[0].exists()
+    assert _postgres_pids_for(roots[0]) == []
+
+
+def test_sigterm_to_pytest_still_removes_the_cluster(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_terminated="""
+        import os, signal
+
+        def test_terminated(pg_server):
+            print("CLUSTER", pg_server.dsn, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    root = next(line.split("host=")[1].split()[0] for line in result.outlines
+                if "CLUSTER host=" in line)
+    assert "KeyboardInterrupt" in result.stdout.str()
+    assert not Path(root).exists()
+    assert _postgres_pids_for(Path(root)) == []
+
+
+def test_a_cluster_whose_owner_was_killed_is_removed_by_the_next_run() -> None:
+    script = textwrap.dedent("""
+        import time
+        from eventgate.pg.binaries import locate
+        from eventgate.pg.local import LocalCluster
+        cluster = LocalCluster(locate(None)[0])
+        cluster.start()
+        print(cluster.root, flush=True)
+        time.sleep(600)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    root = Path(owner.stdout.readline().strip())
+    owner.kill()  # SIGKILL: no handler, no finally, no atexit
+    owner.wait()
+    owner.stdout.close()
+    assert root.exists() and _postgres_pids_for(root)
+    from eventgate.pg.local import remove_orphans
+
+    assert root in remove_orphans()
+    deadline = time.monotonic() + 10
+    while _postgres_pids_for(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not root.exists() and _postgres_pids_for(root) == []

@@ -64,10 +64,8 @@ def split_statements(sql: str) -> list[str]:
     while i < len(sql):
         ch = sql[i]
         at_word = ch.isalpha() and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_$"))
-        if at_word and (match := _ATOMIC_OPEN.match(sql, i)):
-            atomic_depth += 1
-            i = match.end()
-        elif at_word and atomic_depth and (match := _NESTING_OPEN.match(sql, i)):
+        opener = _NESTING_OPEN if atomic_depth else _ATOMIC_OPEN
+        if at_word and (match := opener.match(sql, i) or _ATOMIC_OPEN.match(sql, i)):
             atomic_depth += 1
             i = match.end()
         elif at_word and atomic_depth and (match := _NESTING_CLOSE.match(sql, i)):

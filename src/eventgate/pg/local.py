@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -24,9 +25,13 @@ from eventgate.pg.server import Server
 
 SUPERUSER = "postgres"
 READY_TIMEOUT_S = 30.0
-# Durability is worthless for a throwaway cluster and costs most of the seeding time.
+PREFIX = "eventgate-pg-"
+OWNER_FILE = "owner.pid"
+# Durability is worthless for a throwaway cluster and costs most of the seeding time. No TCP:
+# the suite connects through the socket in the cluster's own 0700 directory, so no other local
+# user can reach a superuser with trust authentication.
 SERVER_SETTINGS = {
-    "listen_addresses": "127.0.0.1",
+    "listen_addresses": "",
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
@@ -63,16 +68,52 @@ def _run_as() -> dict[str, Any]:
     )
 
 
-class LocalCluster:
-    """initdb + postgres in a fresh directory; `stop()` removes the process and the directory."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    def __init__(self, binaries: ServerBinaries) -> None:
+
+def remove_orphans() -> list[Path]:
+    """Stop and delete clusters whose owning process died without cleaning up (SIGKILL, an
+    out-of-memory kill): the next run tidies what the last one could not."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+            os.kill(postmaster, signal.SIGQUIT)
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
+
+
+class LocalCluster:
+    """initdb + postgres in a fresh directory; `stop()` removes the process and the directory.
+
+    With tcp=True it also listens on 127.0.0.1, with a random scram password (self.password)
+    instead of trust, for tools that cannot use a socket."""
+
+    def __init__(self, binaries: ServerBinaries, *, tcp: bool = False) -> None:
         self.binaries = binaries
-        self.root = Path(tempfile.mkdtemp(prefix="eventgate-pg-"))
+        self._identity = _run_as()
+        remove_orphans()
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         self.datadir = self.root / "data"
         self.port = 0
+        self.tcp = tcp
+        self.password = secrets.token_urlsafe(24) if tcp else None
         self._process: subprocess.Popen[bytes] | None = None
-        self._identity = _run_as()
         atexit.register(self.stop)
 
     @property
@@ -100,22 +141,31 @@ class LocalCluster:
                     raise
         else:
             raise ProvisioningError(last_error)
-        dsn = f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres"
         return Server(
-            dsn=dsn,
+            dsn=self._socket_dsn(),
             version=self.binaries.version,
             route=f"ephemeral local cluster ({self.binaries.bindir}, found via "
             f"{self.binaries.found_via})",
             owned=True,
         )
 
+    def _socket_dsn(self) -> str:
+        return f"host={self.root} port={self.port} user={SUPERUSER} dbname=postgres"
+
     def _initdb(self) -> None:
+        auth = ["--auth-local=trust"]
+        if self.password:
+            pwfile = self.root / "pwfile"
+            pwfile.write_text(self.password)
+            if self._identity:
+                os.chown(pwfile, self._identity["user"], self._identity["group"])
+            auth += ["--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         done = subprocess.run(
             [
                 self.binaries.tool("initdb"),
                 "-D", str(self.datadir),
                 "-U", SUPERUSER,
-                "--auth=trust",
+                *auth,
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
                 "--no-sync",
@@ -125,6 +175,7 @@ class LocalCluster:
             check=False,
             **self._subprocess_kwargs(),
         )
+        (self.root / "pwfile").unlink(missing_ok=True)
         if done.returncode != 0:
             raise ProvisioningError(
                 f"initdb failed in {self.datadir} (exit {done.returncode}): "
@@ -134,9 +185,11 @@ class LocalCluster:
     def _launch(self) -> None:
         args = [self.binaries.tool("postgres"), "-D", str(self.datadir), "-p", str(self.port),
                 "-k", str(self.root)]
-        for key, value in SERVER_SETTINGS.items():
+        settings = {**SERVER_SETTINGS, "listen_addresses": "127.0.0.1" if self.tcp else ""}
+        for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
-        with open(self.logfile, "ab") as log:
+        # A fresh log per attempt, so a retry decision reads only this attempt's failure.
+        with open(self.logfile, "wb") as log:
             # A session of its own, so a Ctrl-C meant for pytest does not reach the server
             # before our teardown does.
             self._process = subprocess.Popen(
@@ -148,7 +201,7 @@ class LocalCluster:
     def _wait_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
-        dsn = f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres"
+        dsn = self._socket_dsn()  # our own socket: never another server that took the port
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 self._process = None
@@ -161,6 +214,8 @@ class LocalCluster:
                 return
             except psycopg.OperationalError:
                 time.sleep(0.02)
+        self._kill(self._process)
+        self._process = None
         raise ProvisioningError(
             f"postgres did not accept connections on port {self.port} within "
             f"{READY_TIMEOUT_S:.0f} s; log: {self._log_tail()}"
@@ -175,17 +230,23 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop the server (fast shutdown, then SIGKILL) and delete the directory. Idempotent."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        if process is not None:
+            self._kill(process)
         shutil.rmtree(self.root, ignore_errors=True)
         atexit.unregister(self.stop)
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 @contextlib.contextmanager
