@@ -101,6 +101,7 @@ class IndexExpectation:
     columns: tuple[str, ...]
     unique: bool = False
     why: str = ""
+    method: str = "btree"
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,8 @@ def _expectations(path: Path) -> Expectations:
     for spec in data.get("indexes", []):
         try:
             indexes.append(IndexExpectation(spec["name"], spec["table"], tuple(spec["columns"]),
-                                            bool(spec.get("unique", False)), spec.get("why", "")))
+                                            bool(spec.get("unique", False)), spec.get("why", ""),
+                                            spec.get("method", "btree")))
         except KeyError as exc:
             raise BundleError(f"expectations.toml: an [[indexes]] entry lacks {exc}") from exc
     try:

@@ -192,3 +192,18 @@ def test_other_event_types_are_never_counted_as_weddings(migrated_db: Database,
                    for check in (content_parity, row_count_parity, view_matches_legacy)]
     failed = [r.explain() for r in results if not r.passed]
     assert failed == []
+
+
+def test_a_date_that_does_not_survive_the_round_trip_is_caught(migrated_db: Database,
+                                                               bundle: Bundle) -> None:
+    # As if 010 had accepted a ceremony at 24:00: start_date agrees with the derivation, yet
+    # the view reads the wedding back a day late.
+    with migrated_db.connect() as conn:
+        conn.execute("UPDATE wedding_events_backup SET ceremony_time = '24:00' WHERE id = 40")
+        conn.execute("UPDATE events e SET start_date = (b.wedding_date + b.ceremony_time) "
+                     "AT TIME ZONE b.timezone FROM wedding_events_backup b "
+                     "WHERE e.id = b.id AND b.id = 40")
+        result = _parity(conn, bundle, "wedding_events")
+    assert not result.passed
+    assert "wedding_date (read back): 1" in result.summary
+    assert "ceremony_time: 1" in result.summary  # the jsonb copy still says what it was

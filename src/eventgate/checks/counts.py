@@ -41,13 +41,17 @@ def row_count_parity(conn: psycopg.Connection, mapping: TableMapping) -> CheckRe
     reproduce = (f"SELECT (SELECT count(*) FROM {mapping.legacy_source}) AS legacy, "
                  f"(SELECT count(*) FROM {mapping.target}"
                  f"{' WHERE ' + mapping.filter if mapping.filter else ''}) AS migrated;")
-    if before == after:
-        return CheckResult(CHECK, subject, True, f"{before} rows on both sides", sql=reproduce)
+    # Equal counts can still hide a lost row and an invented one: the keys are compared too.
     missing = _keys_only_in(conn, legacy, target)
     extra = _keys_only_in(conn, target, legacy)
+    if before == after and not missing and not extra:
+        return CheckResult(CHECK, subject, True, f"{before} rows on both sides, same keys",
+                           sql=reproduce)
     diff = after - before
     summary = (f"{mapping.legacy_table}: {before} legacy rows in {mapping.legacy_source}, "
-               f"{after} in {mapping.target} ({abs(diff)} {'extra' if diff > 0 else 'missing'})")
+               f"{after} in {mapping.target}")
+    summary += (f" ({abs(diff)} {'extra' if diff > 0 else 'missing'})" if diff
+                else " (same count, different keys)")
     details = []
     if missing:
         details.append(f"{mapping.key} in {mapping.legacy_source} but not migrated: "

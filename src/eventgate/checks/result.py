@@ -27,7 +27,3 @@ class CheckResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def sample_rows(rows: list[tuple[object, ...]], limit: int) -> tuple[str, ...]:
-    shown = [repr(tuple(r)) for r in rows[:limit]]
-    return tuple(shown)

@@ -10,8 +10,14 @@ from psycopg import sql
 IGNORED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "eventgate_ledger")
 
 SCHEMA_QUERIES = {
+    "schemas": """
+        SELECT nspname, pg_get_userbyid(nspowner), nspacl::text FROM pg_namespace
+         WHERE nspname <> ALL(%(ignored)s) AND nspname NOT LIKE 'pg_temp%%'
+           AND nspname NOT LIKE 'pg_toast_temp%%'
+         ORDER BY 1""",
     "relations": """
-        SELECT n.nspname, c.relname, c.relkind, c.relpersistence
+        SELECT n.nspname, c.relname, c.relkind, c.relpersistence, pg_get_userbyid(c.relowner),
+               c.relacl::text, c.relrowsecurity
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname NOT LIKE 'pg_temp%%'
          ORDER BY 1, 2""",
@@ -37,9 +43,20 @@ SCHEMA_QUERIES = {
         SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), md5(p.prosrc)
           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
          WHERE n.nspname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
-    "sequences": """
-        SELECT schemaname, sequencename, last_value FROM pg_sequences
-         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2""",
+    "triggers": """
+        SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled
+          FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE NOT t.tgisinternal AND n.nspname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+    "policies": """
+        SELECT schemaname, tablename, policyname, cmd, qual, with_check FROM pg_policies
+         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+    "types": """
+        SELECT n.nspname, t.typname, t.typtype FROM pg_type t
+          JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE n.nspname <> ALL(%(ignored)s) AND t.typtype IN ('e', 'd', 'c', 'r', 'm')
+           AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+         ORDER BY 1, 2""",
 }
 
 
@@ -48,6 +65,20 @@ def _tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
         "SELECT schemaname, tablename FROM pg_tables WHERE schemaname <> ALL(%s) ORDER BY 1, 2",
         (list(IGNORED_SCHEMAS),)).fetchall()
     return [(r[0], r[1]) for r in rows]
+
+
+def sequence_positions(conn: psycopg.Connection) -> dict[str, tuple[object, object]]:
+    """(last_value, is_called) of every sequence, read from the sequence itself: pg_sequences
+    shows NULL for one never called, hiding a setval(..., false)."""
+    names = [r[0] for r in conn.execute(
+        "SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences "
+        "WHERE schemaname <> ALL(%s) ORDER BY 1", (list(IGNORED_SCHEMAS),)).fetchall()]
+    positions: dict[str, tuple[object, object]] = {}
+    for name in names:
+        row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
+        if row is not None:
+            positions[name] = (row[0], row[1])
+    return positions
 
 
 def content_checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
@@ -69,6 +100,7 @@ def fingerprint(conn: psycopg.Connection) -> dict[str, object]:
     found: dict[str, object] = {
         name: conn.execute(query, params).fetchall() for name, query in SCHEMA_QUERIES.items()
     }
+    found["sequences"] = sequence_positions(conn)
     found["content"] = content_checksums(conn)
     return found
 

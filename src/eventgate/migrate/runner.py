@@ -12,6 +12,7 @@ from typing import Protocol
 import psycopg
 
 from eventgate.bundle import Bundle, Migration, SqlFile
+from eventgate.checks import snapshot
 from eventgate.errors import MigrationError
 from eventgate.migrate import ledger, locking
 from eventgate.migrate.sqlsplit import split_statements, summary
@@ -255,16 +256,7 @@ class Runner:
             return reports
 
     def _sequence_positions(self) -> dict[str, tuple[object, object]]:
-        """(last_value, is_called) of every sequence, read from the sequences themselves, since
-        pg_sequences shows NULL for a sequence that was never called."""
-        names = [r[0] for r in self.conn.execute(
-            "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences").fetchall()]
-        positions: dict[str, tuple[object, object]] = {}
-        for name in names:
-            row = self.conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
-            if row is not None:
-                positions[name] = (row[0], row[1])
-        return positions
+        return snapshot.sequence_positions(self.conn)
 
     def rollback(self, to: int | None = None) -> list[StepReport]:
         """Roll back applied migrations newer than `to` (default: only the newest), newest
