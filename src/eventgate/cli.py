@@ -233,6 +233,29 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if verdict.go else 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the reference Event Management Engine (events API, plugins, /health, /metrics)
+    against a migrated database; the admin token enables POST /api/plugins/reload."""
+    import importlib
+
+    import uvicorn
+
+    from eventgate.engine.app import EngineSettings, create_app
+
+    dsn = _dsn(args)
+    settings = EngineSettings(dsn=dsn, admin_token=args.admin_token
+                              or os.environ.get("EVENTGATE_ADMIN_TOKEN"))
+    factory = create_app
+    if args.app_factory:
+        # A wrapped engine (e.g. one with a defect injected, for the sabotage proofs).
+        module, _, name = args.app_factory.partition(":")
+        factory = getattr(importlib.import_module(module), name)
+    console.print(f"serving the engine on http://{args.host}:{args.port} against "
+                  f"{dsn_mod.describe(dsn)}", soft_wrap=True)
+    uvicorn.run(factory(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     """Write docs/schema.md (both schemas and the column mapping) from the bundle."""
     from eventgate.docs import render
@@ -309,6 +332,16 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--reports", default="reports", help="reports directory (default reports)")
     gate.add_argument("pytest_args", nargs=argparse.REMAINDER,
                       help="after --: extra arguments for pytest")
+
+    serve = verb("serve", cmd_serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--admin-token", help="bearer token for POST /api/plugins/reload "
+                       "[env EVENTGATE_ADMIN_TOKEN]")
+    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--app-factory", metavar="MODULE:FUNCTION",
+                       help="serve another factory taking EngineSettings (default: the "
+                       "reference engine)")
 
     docs = verb("docs", cmd_docs)
     docs.add_argument("--output", default="-", help="file to write (default: standard output)")

@@ -32,6 +32,12 @@ OPTIONS = (
            "pg_config --bindir, then /usr/lib/postgresql/*/bin"),
     Option("eventgate_scale", "--scale", "EVENTGATE_SCALE",
            "seed data volume for the embedded database: small or medium", "small"),
+    Option("eventgate_base_url", "--base-url", "EVENTGATE_BASE_URL",
+           "an Event Management Engine already running (e.g. staging); without it the suite "
+           "starts the reference engine against its own database"),
+    Option("eventgate_engine_factory", "--engine-factory", "EVENTGATE_ENGINE_FACTORY",
+           "MODULE:FUNCTION serving the engines the suite starts (default: the reference "
+           "engine); used to prove the gates catch a broken engine"),
     Option("eventgate_reports", "--reports-dir", "EVENTGATE_REPORTS",
            "directory for check results as JSON (reports/checks/)", "reports"),
 )
@@ -44,6 +50,8 @@ class Settings:
     pg_bindir: str | None
     scale: str
     reports: Path = Path("reports")
+    base_url: str | None = None
+    engine_factory: str | None = None
 
     @property
     def external(self) -> bool:
@@ -68,4 +76,6 @@ def settings_from(config: pytest.Config) -> Settings:
         pg_bindir=values["eventgate_pg_bindir"],
         scale=values["eventgate_scale"] or "small",
         reports=Path(values["eventgate_reports"] or "reports"),
+        base_url=values["eventgate_base_url"],
+        engine_factory=values["eventgate_engine_factory"],
     )

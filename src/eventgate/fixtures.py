@@ -5,14 +5,20 @@ connections for the green gates."""
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.result import CheckResult
 from eventgate.config import Settings, settings_from
+from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.errors import EventgateError
 from eventgate.migrate.runner import Runner
 from eventgate.pg import provision
@@ -112,6 +118,65 @@ def target_conn(target_database: Database) -> Iterator[psycopg.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def engine_database(eventgate_settings: Settings, pg_server: Server,
+                    request: pytest.FixtureRequest) -> Database:
+    """The database the engine serves: the --dsn database next to a --base-url engine, or a
+    private migrated copy for the engine the suite starts (its writes stay out of the gates'
+    target)."""
+    if eventgate_settings.base_url and not eventgate_settings.dsn:
+        pytest.skip("comparing the API with its database needs --dsn of the engine's database")
+    if not pg_server.owned:
+        target: Database = request.getfixturevalue("target_database")
+        return target
+    databases: Databases = request.getfixturevalue("databases")
+    template: Database = request.getfixturevalue("migrated_template")
+    return databases.create("engine", template=template.name)
+
+
+@pytest.fixture(scope="session")
+def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    """The engine under test: --base-url, or the reference engine started on a free port
+    against engine_database and stopped afterwards."""
+    if eventgate_settings.base_url:
+        yield RunningEngine(eventgate_settings.base_url.rstrip("/"),
+                            os.environ.get("EVENTGATE_ADMIN_TOKEN"))
+        return
+    db: Database = request.getfixturevalue("engine_database")
+    with engine_process(db.dsn, workdir=tmp_path_factory.mktemp("engine"),
+                        admin_token=secrets.token_urlsafe(16),
+                        app_factory=eventgate_settings.engine_factory) as running:
+        yield running
+
+
+@pytest.fixture
+def api(engine: RunningEngine) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=engine.url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+def engine_conn(engine_database: Database) -> Iterator[psycopg.Connection]:
+    """A read-only session on the engine's database, to hold the API to what it stores."""
+    with engine_database.connect(read_only=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def start_engine(eventgate_settings: Settings, tmp_path: Path) -> Callable[
+        ..., contextlib.AbstractContextManager[RunningEngine]]:
+    """Start another engine (a broken plugin, a database that goes away) for one test."""
+    if eventgate_settings.base_url:
+        pytest.skip("starts engines of its own; runs without --base-url")
+
+    def start(dsn: str, **options: Any) -> contextlib.AbstractContextManager[RunningEngine]:
+        options.setdefault("app_factory", eventgate_settings.engine_factory)
+        return engine_process(dsn, workdir=tmp_path, **options)
+
+    return start
 
 
 @pytest.fixture

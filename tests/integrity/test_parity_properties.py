@@ -21,7 +21,7 @@ from eventgate.seed.load import apply_baseline
 
 pytestmark = [pytest.mark.integrity, pytest.mark.destructive]
 
-EXAMPLES = int(os.environ.get("EVENTGATE_HYPOTHESIS_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("EVENTGATE_HYPOTHESIS_EXAMPLES", "12"))
 TENANTS = ("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002")
 
 ZONES = ("Asia/Jakarta", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe",

@@ -227,6 +227,16 @@ class LocalCluster:
         except OSError:
             return "(no log)"
 
+    def halt(self) -> None:
+        """Stop the server but keep its data, as an outage would; resume() brings it back on
+        the same port."""
+        process, self._process = self._process, None
+        if process is not None:
+            self._kill(process)
+
+    def resume(self) -> None:
+        self._launch()
+
     def stop(self) -> None:
         """Stop the server (fast shutdown, then SIGKILL) and delete the directory. Idempotent."""
         process, self._process = self._process, None

@@ -1,0 +1,75 @@
+"""Running the engine as a separate process on a free loopback port, the way the functional
+suite and the benchmarks talk to it: over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from eventgate.errors import EventgateError
+
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class RunningEngine:
+    url: str
+    admin_token: str | None
+    log: Path | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EventgateError(f"the engine exited with code {process.returncode} during "
+                                 f"start-up; its log ends with: {log.read_text()[-800:]}")
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(f"{url}/health", timeout=2)
+            return
+        time.sleep(0.05)
+    raise EventgateError(f"the engine did not answer on {url} within {READY_TIMEOUT_S:.0f} s")
+
+
+@contextlib.contextmanager
+def engine_process(dsn: str, *, workdir: Path, admin_token: str | None = None,
+                   app_factory: str | None = None,
+                   env: dict[str, str] | None = None) -> Iterator[RunningEngine]:
+    """`eventgate serve` in a child process; stopped (SIGTERM, then SIGKILL) on exit."""
+    port = _free_port()
+    command = [sys.executable, "-m", "eventgate.cli", "serve", "--port", str(port)]
+    if app_factory:
+        command += ["--app-factory", app_factory]
+    child_env = {**os.environ, **(env or {}), "EVENTGATE_DSN": dsn}
+    if admin_token:
+        child_env["EVENTGATE_ADMIN_TOKEN"] = admin_token
+    log = workdir / f"engine-{port}.log"
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
+    try:
+        _wait_until_answering(url, process, log)
+        yield RunningEngine(url, admin_token, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
