@@ -1,20 +1,12 @@
 """Content parity: every legacy row matches exactly one migrated row, column by column, as
 mapping.toml says it should.
 
-The comparison runs inside PostgreSQL, in one REPEATABLE READ snapshot, in two steps:
-
-1. Segment checksums. Both sides are projected onto the same typed values per legacy column
-   and summed per key range (count and a 64-bit hash sum of each projected row): one scan of
-   each side, about the cost of reading it (measured: benchmarks/parity_at_scale.py).
-2. Drill-down. Only key ranges whose checksums differ get the exact comparison: a FULL JOIN on
-   the key with a typed IS DISTINCT FROM per mapped column (jsonb as jsonb, so a missing key,
-   JSON null and SQL NULL all differ; timestamptz, so UTC at microsecond precision; empty
-   strings and NULLs kept apart). Python receives only the differing rows, streamed through a
-   server-side cursor, and keeps counts and a bounded sample.
-
-A segment whose hashes collide would hide its differences; with 64-bit hashes summed per
-segment that takes a 1-in-2^64 accident, not a plausible defect. Keys that are not integers
-skip step 1 and compare everything exactly.
+The comparison runs inside PostgreSQL, in one REPEATABLE READ snapshot: a FULL JOIN of the
+legacy rows and the migrated rows on the key, with a typed IS DISTINCT FROM per mapped column
+(jsonb keys compared as jsonb, so a missing key, JSON null and SQL NULL all differ; timestamps
+compared as timestamptz, so in UTC at microsecond precision; empty strings and NULLs kept apart,
+never folded). Python receives only the differing rows, streamed through a server-side cursor,
+and keeps counts and a bounded sample.
 """
 
 from __future__ import annotations
@@ -31,7 +23,6 @@ from eventgate.checks.result import CheckResult
 
 CHECK = "content parity"
 STREAM_ROWS = 5000
-SEGMENT_ROWS = 100_000  # keys per checksum segment: 100 segments for 10M rows
 KEY_MISSING = "<key missing>"
 
 
@@ -79,48 +70,21 @@ def _compare(name: str, column: ColumnMapping, target: str) -> ComparedColumn:
         sql.Identifier(column.target)), f"{target}.{column.target} (derived)")
 
 
-def _sides(mapping: TableMapping, columns: list[ComparedColumn],
-           segment: tuple[int, int] | None = None) -> tuple[sql.Composed, sql.Composed]:
-    """SELECT k, <projected columns> over the legacy rows and over the migrated rows."""
+def parity_query(mapping: TableMapping) -> sql.Composed:
+    """The differing rows: key, which side lacks it, the changed columns, both sides' values."""
+    columns = compared_columns(mapping)
     key = mapping.columns[mapping.key]
     assert key.kind == "column", "the key must be copied unchanged"
     names = [sql.Identifier(c.name) for c in columns]
-    legacy_key, target_key = sql.Identifier(mapping.key), sql.Identifier(key.target)
-    legacy_where: list[sql.Composable] = []
-    target_where: list[sql.Composable] = [sql.SQL(mapping.filter)] if mapping.filter else []
-    if segment is not None:
-        bounds = (sql.Literal(segment[0]), sql.Literal(segment[1]))
-        legacy_where.append(sql.SQL("l.{} BETWEEN {} AND {}").format(legacy_key, *bounds))
-        target_where.append(sql.SQL("t.{} BETWEEN {} AND {}").format(target_key, *bounds))
-
-    def where(parts: list[sql.Composable]) -> sql.Composable:
-        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
-            sql.SQL("({})").format(p) for p in parts) if parts else sql.SQL("")
-
-    legacy_side = sql.SQL("SELECT l.{key} AS k, {cols} FROM {source} l{where}").format(
-        key=legacy_key, source=sql.Identifier(mapping.legacy_source), where=where(legacy_where),
+    legacy_side = sql.SQL("SELECT l.{key} AS k, {cols} FROM {source} l").format(
+        key=sql.Identifier(mapping.key), source=sql.Identifier(mapping.legacy_source),
         cols=sql.SQL(", ").join(sql.SQL("{} AS {}").format(c.legacy, n)
                                 for c, n in zip(columns, names, strict=True)))
+    where = sql.SQL(" WHERE {}").format(sql.SQL(mapping.filter)) if mapping.filter else sql.SQL("")
     migrated_side = sql.SQL("SELECT t.{key} AS k, {cols} FROM {target} t{where}").format(
-        key=target_key, target=sql.Identifier(mapping.target), where=where(target_where),
+        key=sql.Identifier(key.target), target=sql.Identifier(mapping.target), where=where,
         cols=sql.SQL(", ").join(sql.SQL("{} AS {}").format(c.migrated, n)
                                 for c, n in zip(columns, names, strict=True)))
-    return legacy_side, migrated_side
-
-
-def segment_query(side: sql.Composed, size: int) -> sql.Composed:
-    """Per key range of `size`: row count and the sum of 64-bit hashes of the projected rows."""
-    return sql.SQL(
-        "SELECT floor(k::numeric / {size})::bigint AS segment, count(*), "
-        "sum(hashtextextended(s::text, 0)::numeric) FROM ({side}) s GROUP BY 1"
-    ).format(size=sql.Literal(size), side=side)
-
-
-def parity_query(mapping: TableMapping, segment: tuple[int, int] | None = None) -> sql.Composed:
-    """The differing rows: key, which side lacks it, the changed columns, both sides' values."""
-    columns = compared_columns(mapping)
-    names = [sql.Identifier(c.name) for c in columns]
-    legacy_side, migrated_side = _sides(mapping, columns, segment)
     distinct = [sql.SQL("l.{n} IS DISTINCT FROM m.{n}").format(n=n) for n in names]
     changed = sql.SQL("array_remove(ARRAY[{}]::text[], NULL)").format(sql.SQL(", ").join(
         sql.SQL("CASE WHEN {} THEN {} END").format(d, sql.Literal(c.name))
@@ -162,53 +126,31 @@ def _describe(sample: dict[str, Any], table: str, key: str) -> str:
     return f"{head}: {changes}"
 
 
-def _key_is_integer(conn: psycopg.Connection, mapping: TableMapping) -> bool:
-    row = conn.execute(
-        "SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = %s::regclass "
-        "AND attname = %s", (mapping.legacy_source, mapping.key)).fetchone()
-    return bool(row and row[0] in ("bigint", "integer", "smallint"))
-
-
-def differing_segments(conn: psycopg.Connection, mapping: TableMapping,
-                       size: int) -> list[tuple[int, int]]:
-    """Key ranges whose two sides disagree in row count or checksum."""
-    legacy_side, migrated_side = _sides(mapping, compared_columns(mapping))
-    before = {r[0]: r[1:] for r in conn.execute(segment_query(legacy_side, size)).fetchall()}
-    after = {r[0]: r[1:] for r in conn.execute(segment_query(migrated_side, size)).fetchall()}
-    return [(segment * size, segment * size + size - 1)
-            for segment in sorted(before.keys() | after.keys())
-            if before.get(segment) != after.get(segment)]
-
-
-def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit: int = 10,
-                   segment_size: int = SEGMENT_ROWS) -> CheckResult:
+def content_parity(conn: psycopg.Connection, mapping: TableMapping,
+                   sample_limit: int = 10) -> CheckResult:
     """Every legacy row of one table against its migrated row, in one snapshot."""
     columns = compared_columns(mapping)
+    query = parity_query(mapping)
     counts: Counter[str] = Counter()
     by_column: Counter[str] = Counter()
     samples: list[dict[str, Any]] = []
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        # The drill-down's FULL JOIN hashes one side; with the default 4 MB it spills to disk.
+        # The FULL JOIN hashes one whole side; with the default 4 MB it spills to disk.
         conn.execute("SET LOCAL work_mem = '128MB'")
-        segments: list[tuple[int, int] | None] = (
-            list(differing_segments(conn, mapping, segment_size))
-            if _key_is_integer(conn, mapping) else [None])
-        for segment in segments:
-            with conn.cursor(name="eventgate_parity") as cur:
-                cur.itersize = STREAM_ROWS
-                cur.execute(parity_query(mapping, segment))
-                for row in cur:
-                    kind = "missing" if row[1] else "extra" if row[2] else "changed"
-                    counts[kind] += 1
-                    if kind == "changed":
-                        by_column.update(row[3])
-                    if len(samples) < sample_limit:
-                        samples.append(_sample(row, columns))
-        reproduce = parity_query(mapping).as_string(conn) + ";"
+        with conn.cursor(name="eventgate_parity") as cur:
+            cur.itersize = STREAM_ROWS
+            cur.execute(query)
+            for row in cur:
+                kind = "missing" if row[1] else "extra" if row[2] else "changed"
+                counts[kind] += 1
+                if kind == "changed":
+                    by_column.update(row[3])
+                if len(samples) < sample_limit:
+                    samples.append(_sample(row, columns))
+        reproduce = query.as_string(conn) + ";"
     subject = f"{mapping.legacy_source} -> {mapping.target}"
-    data = {"table": mapping.legacy_table, "segments_drilled": len(segments),
-            "missing": counts["missing"],
+    data = {"table": mapping.legacy_table, "missing": counts["missing"],
             "extra": counts["extra"], "changed": counts["changed"],
             "changed_by_column": dict(by_column.most_common()), "samples": samples}
     if not counts:
