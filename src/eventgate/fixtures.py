@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import psycopg
@@ -163,6 +164,24 @@ def engine_conn(engine_database: Database) -> Iterator[psycopg.Connection]:
     """A read-only session on the engine's database, to hold the API to what it stores."""
     with engine_database.connect(read_only=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def busy_tenant(engine_conn: psycopg.Connection) -> UUID:
+    """The tenant with the most events in the engine's database."""
+    row = engine_conn.execute("SELECT tenant_id FROM events GROUP BY 1 "
+                              "ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()
+    assert row is not None, "the engine's database holds no events"
+    return UUID(str(row[0]))
+
+
+@pytest.fixture
+def other_tenant(engine_conn: psycopg.Connection, busy_tenant: UUID) -> UUID:
+    """Another tenant, to check that one never sees or changes the other's events."""
+    row = engine_conn.execute("SELECT id FROM tenants WHERE id <> %s ORDER BY id LIMIT 1",
+                              (busy_tenant,)).fetchone()
+    assert row is not None, "the engine's database holds a single tenant"
+    return UUID(str(row[0]))
 
 
 @pytest.fixture
