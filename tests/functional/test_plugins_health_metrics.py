@@ -20,6 +20,7 @@ from eventgate.seed.load import build_legacy
 pytestmark = pytest.mark.functional
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PLUGINS_ENV = {"PYTHONPATH": str(FIXTURES / "plugins")}
+HEALTH_WAIT_S = 20.0  # how long /health may take to notice the database going or coming
 
 
 @pytest.mark.green
@@ -105,7 +106,7 @@ def _health(engine: RunningEngine) -> httpx.Response:
 
 
 def _wait_for(engine: RunningEngine, status: int) -> httpx.Response:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HEALTH_WAIT_S
     response = _health(engine)
     while response.status_code != status and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -86,8 +86,10 @@ def test_the_metrics_gate_catches_a_count_off_by_one(
 
 
 def test_the_health_gate_catches_health_that_ignores_the_database(
-        start_engine: Callable[..., Any], bundle: Bundle) -> None:
+        start_engine: Callable[..., Any], bundle: Bundle,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     suite = _suite("test_plugins_health_metrics")
+    monkeypatch.setattr(suite, "HEALTH_WAIT_S", 2.0)  # it will wait in vain for a 503
     gate = suite.test_health_goes_503_when_the_database_stops_and_200_when_it_is_back
 
     def lying_engine(dsn: str, **options: Any) -> contextlib.AbstractContextManager[
