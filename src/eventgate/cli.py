@@ -214,6 +214,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if dsn:
         dsn_mod.parse(dsn)
     verdict = run_gate(dsn=dsn, bundle=args.bundle, scale=args.scale,
+                       base_url=args.base_url or os.environ.get("EVENTGATE_BASE_URL"),
                        reports=Path(args.reports), pytest_args=args.pytest_args)
     from rich.table import Table
 
@@ -329,6 +330,8 @@ def _parser() -> argparse.ArgumentParser:
     gate = verb("gate", cmd_gate)
     gate.add_argument("--scale", choices=sorted(SCALES), help="seed volume for the embedded "
                       "database (default small)")
+    gate.add_argument("--base-url", help="an engine already running (e.g. staging) "
+                      "[env EVENTGATE_BASE_URL]; default: the suite starts the reference engine")
     gate.add_argument("--reports", default="reports", help="reports directory (default reports)")
     gate.add_argument("pytest_args", nargs=argparse.REMAINDER,
                       help="after --: extra arguments for pytest")

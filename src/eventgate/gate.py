@@ -89,7 +89,7 @@ def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
 
 
 def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,
-             pytest_args: list[str]) -> Verdict:
+             pytest_args: list[str], base_url: str | None = None) -> Verdict:
     root = find_suites()
     reports.mkdir(parents=True, exist_ok=True)
     junit = reports / "junit.xml"
@@ -97,7 +97,7 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
     env = dict(os.environ)
     # Settings travel by environment, so a password never shows in the process list.
     for key, value in (("EVENTGATE_DSN", dsn), ("EVENTGATE_BUNDLE", bundle),
-                       ("EVENTGATE_SCALE", scale)):
+                       ("EVENTGATE_SCALE", scale), ("EVENTGATE_BASE_URL", base_url)):
         if value:
             env[key] = value
     marker = "green and not slow" if dsn else "not slow"
