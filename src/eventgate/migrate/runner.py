@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -198,20 +198,32 @@ class Runner:
         report.duration_s = time.perf_counter() - started
         return report
 
-    def _apply(self, migration: Migration) -> StepReport:
+    def _transact(self, script: SqlFile,
+                  bookkeeping: Callable[[StepReport], None]) -> StepReport:
+        """Run one script and its ledger change in one transaction, retried on lock trouble."""
+
         def attempt() -> StepReport:
             with self.conn.transaction():
-                report = self._run_script(migration)
-                ledger.record(self.conn, migration, report.duration_s)
+                report = self._run_script(script)
+                bookkeeping(report)
             return report
 
         report = locking.retry_on_lock_timeout(
-            self.conn, attempt, migration.label, self.lock_retries, self.lock_timeout_ms,
+            self.conn, attempt, script.label, self.lock_retries, self.lock_timeout_ms,
             on_retry=lambda n, pause: self.progress.note(
-                f"{migration.label}: lock_timeout, retry {n} in {pause:.2f} s"),
+                f"{script.label}: lock_timeout or deadlock, retry {n} in {pause:.2f} s"),
         )
         self.progress.end(report)
         return report
+
+    def _apply(self, migration: Migration) -> StepReport:
+        return self._transact(migration, lambda report: ledger.record(
+            self.conn, migration, report.duration_s))
+
+    def _unapply(self, migration: Migration) -> StepReport:
+        assert migration.rollback is not None
+        return self._transact(migration.rollback,
+                              lambda report: ledger.remove(self.conn, migration.version))
 
     def execute(self) -> list[StepReport]:
         """Apply every pending migration, each in its own transaction with its ledger row."""
@@ -272,21 +284,3 @@ class Runner:
             migrations = [self.bundle.migration(v)
                           for v in sorted((v for v in applied if v > target), reverse=True)]
             return [self._unapply(m) for m in migrations]
-
-    def _unapply(self, migration: Migration) -> StepReport:
-        assert migration.rollback is not None
-        script = migration.rollback
-
-        def attempt() -> StepReport:
-            with self.conn.transaction():
-                report = self._run_script(script)
-                ledger.remove(self.conn, migration.version)
-            return report
-
-        report = locking.retry_on_lock_timeout(
-            self.conn, attempt, script.label, self.lock_retries, self.lock_timeout_ms,
-            on_retry=lambda n, pause: self.progress.note(
-                f"{script.label}: lock_timeout, retry {n} in {pause:.2f} s"),
-        )
-        self.progress.end(report)
-        return report
