@@ -85,7 +85,8 @@ def main() -> None:
     bundle = load_bundle()
     plan = SeedPlan(weddings=args.weddings, guests_per_wedding=args.guests, seed=42,
                     tenants=min(1000, max(3, args.weddings // 100)))
-    cluster = LocalCluster(found)
+    # TCP (with a generated scram password) only because reladiff cannot use a unix socket.
+    cluster = LocalCluster(found, tcp=not args.skip_reladiff)
     server = cluster.start()
     result: dict[str, Any] = {"weddings": plan.weddings,
                               "guests_per_wedding": plan.guests_per_wedding,
@@ -143,7 +144,8 @@ def main() -> None:
             result["defect"] = {"eventgate_s": seconds, "eventgate_found": sorted(ours)}
             console.print(f"after the defect: eventgate {seconds:.1f} s, found {sorted(ours)}")
             if not args.skip_reladiff:
-                url = f"postgresql://postgres@127.0.0.1:{cluster.port}/bench"
+                url = (f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}"
+                       "/bench")
                 columns = ("wedding_id", "guest_name", "email", "phone", "rsvp_status",
                            "party_size", "dietary_notes", "table_number", "invited_at",
                            "responded_at")
