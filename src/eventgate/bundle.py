@@ -132,6 +132,20 @@ class UniqueValues:
 
 
 @dataclass(frozen=True)
+class QueryBudget:
+    """A named hot query with its latency budget and plan expectations."""
+
+    name: str
+    sql: str
+    params: dict[str, str] = field(default_factory=dict)
+    budget_ms: float = 50.0
+    statistic: str = "p95"
+    uses_index: tuple[str, ...] = ()
+    no_seq_scan: tuple[str, ...] = ()
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Expectations:
     tables: tuple[str, ...]
     views: tuple[str, ...]
@@ -139,6 +153,7 @@ class Expectations:
     references: tuple[Reference, ...] = ()
     same_values: tuple[SameValue, ...] = ()
     unique: tuple[UniqueValues, ...] = ()
+    budgets: tuple[QueryBudget, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -266,7 +281,33 @@ def _expectations(path: Path) -> Expectations:
         raise BundleError(f"expectations.toml: a [[references]], [[same_values]] or [[unique]] "
                           f"entry is malformed ({exc})") from exc
     return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
-                        tuple(indexes), references, same_values, unique)
+                        tuple(indexes), references, same_values, unique,
+                        tuple(_budget(spec) for spec in data.get("budgets", [])))
+
+
+BUDGET_KEYS = {"name", "sql", "params", "budget_ms", "statistic", "uses_index", "no_seq_scan",
+               "why"}
+
+
+def _budget(spec: dict[str, Any]) -> QueryBudget:
+    name = spec.get("name", "<unnamed>")
+    unknown = set(spec) - BUDGET_KEYS
+    if unknown or "sql" not in spec or "name" not in spec:
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r} needs name and sql and "
+                          f"takes only {', '.join(sorted(BUDGET_KEYS))}"
+                          + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    if spec.get("statistic", "p95") not in ("p50", "p95", "p99"):
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: statistic must be p50, "
+                          f"p95 or p99, not {spec['statistic']!r}")
+    placeholders = set(re.findall(r"%\((\w+)\)s", spec["sql"]))
+    params = dict(spec.get("params", {}))
+    if placeholders - params.keys():
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r} uses "
+                          f"{', '.join(sorted(placeholders - params.keys()))} in its sql but "
+                          "gives no params for it")
+    return QueryBudget(name, spec["sql"], params, float(spec.get("budget_ms", 50)),
+                       spec.get("statistic", "p95"), tuple(spec.get("uses_index", ())),
+                       tuple(spec.get("no_seq_scan", ())), spec.get("why", ""))
 
 
 def _toml(path: Path) -> dict[str, Any]:

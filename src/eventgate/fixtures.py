@@ -234,7 +234,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per mapped table, view or required index, named after it, read from the
     bundle so that a team's own bundle gets its own tests."""
     wanted = {"table_mapping", "view_mapping", "index_expectation", "reference",
-              "same_value_rule", "unique_rule"} & set(metafunc.fixturenames)
+              "same_value_rule", "unique_rule", "query_budget"} & set(metafunc.fixturenames)
     if not wanted:
         return
     try:
@@ -257,6 +257,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "same_value_rule" in wanted:
         metafunc.parametrize("same_value_rule", expected.same_values,
                              ids=[f"{r.child}.{r.column}" for r in expected.same_values])
+    if "query_budget" in wanted:
+        metafunc.parametrize("query_budget", expected.budgets,
+                             ids=[b.name for b in expected.budgets])
     if "unique_rule" in wanted:
         metafunc.parametrize("unique_rule", expected.unique,
                              ids=[f"{r.table}({','.join(r.columns)})" for r in expected.unique])

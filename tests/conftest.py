@@ -1,3 +1,5 @@
+"""Fixtures shared by this repository's own tests of eventgate."""
+
 import shutil
 from pathlib import Path
 

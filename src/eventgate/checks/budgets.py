@@ -1,0 +1,153 @@
+"""Query budgets: each named query's parameters resolved from the data, its plan checked for
+the indexes it must use and the sequential scans it must not do, and its latency held to a
+budget on a percentile."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from eventgate.bundle import QueryBudget
+from eventgate.checks.result import CheckResult
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    budget: QueryBudget
+    params: dict[str, Any]
+
+
+def _fail(budget: QueryBudget, check: str, summary: str) -> CheckResult:
+    return CheckResult(check, f"budget {budget.name}", False, f"[[budgets]] {budget.name!r}: "
+                       f"{summary}")
+
+
+def prepare(conn: psycopg.Connection, budget: QueryBudget) -> PreparedQuery | CheckResult:
+    """Resolve parameters and check that the entry can run at all: every parameter query
+    returns a value, every named table and index exists, the SQL plans."""
+    check = "query budget entry"
+    params: dict[str, Any] = {}
+    for name, query in budget.params.items():
+        try:
+            with conn.transaction():
+                row = conn.execute(query.encode()).fetchone()
+        except psycopg.Error as exc:
+            return _fail(budget, check, f"parameter {name!r} cannot be drawn: "
+                         f"{str(exc).strip().splitlines()[0]}")
+        if row is None or row[0] is None:
+            return _fail(budget, check, f"parameter {name!r} drew no value from the data "
+                         f"({query.strip()})")
+        params[name] = row[0]
+    # Named tables must exist; a missing index is the plan check's finding, not the entry's.
+    for table in budget.no_seq_scan:
+        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
+            return _fail(budget, check, f"names the table {table!r}, which does not exist in "
+                         "this database")
+    try:
+        with conn.transaction():
+            conn.execute(b"EXPLAIN " + budget.sql.encode(), params)
+    except psycopg.Error as exc:
+        return _fail(budget, check, f"its SQL fails: {str(exc).strip().splitlines()[0]}")
+    return PreparedQuery(budget, params)
+
+
+def explain(conn: psycopg.Connection, query: PreparedQuery, options: str) -> dict[str, Any]:
+    row = conn.execute(f"EXPLAIN ({options}, FORMAT JSON) ".encode() + query.budget.sql.encode(),
+                       query.params).fetchone()
+    assert row is not None
+    document = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    top: dict[str, Any] = document[0]
+    return top
+
+
+def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [node]
+    for child in node.get("Plans", []):
+        found += plan_nodes(child)
+    return found
+
+
+def plan_check(conn: psycopg.Connection, query: PreparedQuery) -> CheckResult:
+    """The plan can use the declared indexes and needs no declared-forbidden Seq Scan.
+
+    Sequential scans are discouraged while planning (enable_seqscan = off), so the check asks
+    whether an index *can* serve the query: it then holds at any data size, where a tiny table
+    would otherwise be scanned whole because that is cheaper."""
+    budget = query.budget
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = explain(conn, query, "COSTS true")
+    nodes = plan_nodes(plan["Plan"])
+    seq_scans = sorted({n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"})
+    used = {n.get("Index Name") for n in nodes}
+    problems = [f"Seq Scan on {t}" for t in seq_scans if t in budget.no_seq_scan]
+    problems += [f"index {i} is not used" + (
+        "" if conn.execute("SELECT to_regclass(%s)", (i,)).fetchone() != (None,)
+        else " (no such index)") for i in budget.uses_index if i not in used]
+    subject = f"budget {budget.name}"
+    shape = " -> ".join(f"{n['Node Type']}" + (f" on {n['Relation Name']}" if
+                        "Relation Name" in n else "") + (f" using {n['Index Name']}" if
+                        "Index Name" in n else "") for n in nodes)
+    if problems:
+        return CheckResult("query plan", subject, False,
+                           f"{budget.name}: {'; '.join(problems)}", (f"plan: {shape}",),
+                           f"EXPLAIN {' '.join(budget.sql.split())};", {"plan": plan})
+    return CheckResult("query plan", subject, True, f"plan: {shape}", data={"plan": plan})
+
+
+def percentile(values: list[float], statistic: str) -> float:
+    """Nearest-rank percentile, e.g. p95 of 30 rounds is the 29th smallest."""
+    q = float(statistic.lstrip("p")) / 100
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def server_times_ms(conn: psycopg.Connection, query: PreparedQuery, rounds: int) -> list[float]:
+    return [float(explain(conn, query, "ANALYZE true, TIMING false")["Execution Time"])
+            for _ in range(rounds)]
+
+
+def client_times_ms(conn: psycopg.Connection, query: PreparedQuery, rounds: int,
+                    warmup: int = 3) -> list[float]:
+    """Round trips as the application sees them: send, execute, fetch every row."""
+    sql, times = query.budget.sql.encode(), []
+    for n in range(warmup + rounds):
+        started = time.perf_counter()
+        conn.execute(sql, query.params).fetchall()
+        if n >= warmup:
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def budget_result(conn: psycopg.Connection, query: PreparedQuery, client_ms: list[float],
+                  server_ms: list[float]) -> CheckResult:
+    budget = query.budget
+    stat = budget.statistic
+    client, server = percentile(client_ms, stat), percentile(server_ms, stat)
+    plan = explain(conn, query, "ANALYZE true, BUFFERS true")
+    data = {"budget_ms": budget.budget_ms, "statistic": stat, "rounds": len(client_ms),
+            f"client_{stat}_ms": client, f"server_{stat}_ms": server,
+            "client_ms": client_ms, "server_ms": server_ms, "params": query.params,
+            "explain_analyze": plan}
+    summary = (f"{budget.name}: {stat} round trip {client:.2f} ms (server-side {server:.2f} ms) "
+               f"against a {budget.budget_ms:g} ms budget, {len(client_ms)} rounds")
+    passed = client <= budget.budget_ms
+    if not passed:
+        summary = summary.replace(" against ", " is OVER ")
+    nodes = plan_nodes(plan["Plan"])
+    details = tuple(f"{n['Node Type']}" + (f" on {n['Relation Name']}" if "Relation Name" in n
+                    else "") + f": {n.get('Actual Total Time', 0):.2f} ms, "
+                    f"{n.get('Actual Rows', 0)} rows" for n in nodes[:6]) if not passed else ()
+    return CheckResult("query budget", f"budget {budget.name}", passed, summary, details,
+                       f"EXPLAIN (ANALYZE, BUFFERS) {' '.join(budget.sql.split())};", data)
+
+
+def measure(conn: psycopg.Connection, query: PreparedQuery, rounds: int = 30) -> CheckResult:
+    """The whole budget check without pytest-benchmark (benchmarks and proofs use it)."""
+    return budget_result(conn, query, client_times_ms(conn, query, rounds),
+                         server_times_ms(conn, query, rounds))

@@ -1,0 +1,61 @@
+"""Query budgets from expectations.toml: each hot query plans onto its indexes and answers
+within its budget (p95 of 30 rounds after warm-up, measured with pytest-benchmark)."""
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from eventgate.bundle import QueryBudget
+from eventgate.checks.budgets import (
+    PreparedQuery,
+    budget_result,
+    plan_check,
+    prepare,
+    server_times_ms,
+)
+from eventgate.checks.result import CheckResult
+
+pytestmark = [pytest.mark.performance, pytest.mark.green]
+ROUNDS, WARMUP = 30, 3
+Record = Callable[[CheckResult], CheckResult]
+
+
+def _prepared(conn: psycopg.Connection, budget: QueryBudget) -> PreparedQuery:
+    prepared = prepare(conn, budget)
+    assert isinstance(prepared, PreparedQuery), prepared.explain()
+    return prepared
+
+
+def test_budget_entry_can_run(target_conn: psycopg.Connection,
+                              query_budget: QueryBudget) -> None:
+    _prepared(target_conn, query_budget)
+
+
+def test_plan_uses_its_indexes(target_conn: psycopg.Connection, query_budget: QueryBudget,
+                               record_check: Record) -> None:
+    result = record_check(plan_check(target_conn, _prepared(target_conn, query_budget)))
+    assert result.passed, result.explain()
+
+
+def test_query_answers_within_its_budget(benchmark: BenchmarkFixture,
+                                         target_conn: psycopg.Connection,
+                                         query_budget: QueryBudget,
+                                         record_check: Record) -> None:
+    if benchmark.disabled:
+        pytest.skip("benchmarking is disabled (pytest-xdist is active, or --benchmark-disable):"
+                    " query budgets are timed only in a serial run, e.g. `eventgate gate` or "
+                    "`pytest -p no:xdist tests/performance`")
+    query = _prepared(target_conn, query_budget)
+    sql = query_budget.sql.encode()
+    benchmark.extra_info["budget_ms"] = query_budget.budget_ms
+    benchmark.pedantic(lambda: target_conn.execute(sql, query.params).fetchall(),
+                       rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
+    client_ms = [seconds * 1000 for seconds in benchmark.stats.stats.data]
+    result = record_check(budget_result(target_conn, query, client_ms,
+                                        server_times_ms(target_conn, query, ROUNDS)))
+    stat = query_budget.statistic
+    benchmark.extra_info.update({key: result.data[key] for key in (f"client_{stat}_ms",
+                                                                   f"server_{stat}_ms")})
+    assert result.passed, result.explain()

@@ -1,0 +1,78 @@
+"""The performance gates can fail: a dropped index shows in the plan check, a slowed query
+breaks its budget, a bad budget entry is named."""
+
+from pathlib import Path
+
+import pytest
+
+from eventgate.bundle import Bundle, QueryBudget, load_bundle
+from eventgate.checks.budgets import PreparedQuery, measure, plan_check, prepare
+from eventgate.checks.result import CheckResult
+from eventgate.errors import BundleError
+from eventgate.pg.databases import Database
+
+pytestmark = [pytest.mark.destructive, pytest.mark.performance]
+
+
+def _budget(bundle: Bundle, name: str) -> QueryBudget:
+    return next(b for b in bundle.expectations.budgets if b.name == name)
+
+
+def test_a_dropped_index_fails_the_plan_check_naming_the_seq_scan(migrated_db: Database,
+                                                                  bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("DROP INDEX event_participants_event_idx")
+        query = prepare(conn, _budget(bundle, "guide-events-with-participants"))
+        assert isinstance(query, PreparedQuery)
+        result = plan_check(conn, query)
+    assert not result.passed
+    assert result.summary == ("guide-events-with-participants: Seq Scan on event_participants; "
+                              "index event_participants_event_idx is not used (no such index)")
+
+
+def test_a_slowed_query_breaks_its_budget_reporting_p95_and_budget(migrated_db: Database,
+                                                                   bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        definition = conn.execute("SELECT pg_get_viewdef('wedding_invitations')").fetchone()
+        assert definition is not None
+        # The same view, made to spend 5 ms on every row it returns.
+        conn.execute("CREATE OR REPLACE VIEW wedding_invitations AS "
+                     + definition[0].rstrip().rstrip(";")
+                     + " AND pg_sleep(0.005) IS NOT NULL")
+        query = prepare(conn, _budget(bundle, "legacy-invitations-by-wedding"))
+        assert isinstance(query, PreparedQuery)
+        result = measure(conn, query, rounds=5)
+    assert not result.passed
+    assert result.summary.startswith("legacy-invitations-by-wedding: p95 round trip ")
+    assert "is OVER a 50 ms budget, 5 rounds" in result.summary
+    assert result.data["client_p95_ms"] > 50
+
+
+@pytest.mark.parametrize(("budget", "says"), [
+    (QueryBudget("typo-table", "SELECT count(*) FROM evnts"), "its SQL fails: relation "
+     '"evnts" does not exist'),
+    (QueryBudget("unknown-table", "SELECT 1", no_seq_scan=("evnts",)),
+     "names the table 'evnts', which does not exist"),
+    (QueryBudget("empty-param", "SELECT %(x)s::int",
+                 params={"x": "SELECT id FROM events WHERE false"}),
+     "parameter 'x' drew no value from the data"),
+    (QueryBudget("broken-param", "SELECT %(x)s::int", params={"x": "SELECT nope FROM events"}),
+     "parameter 'x' cannot be drawn: column \"nope\" does not exist"),
+], ids=["sql-error", "unknown-table", "empty-parameter", "broken-parameter"])
+def test_a_bad_budget_entry_is_named(migrated_db: Database, budget: QueryBudget,
+                                     says: str) -> None:
+    with migrated_db.connect(read_only=True) as conn:
+        result = prepare(conn, budget)
+    assert isinstance(result, CheckResult) and not result.passed
+    assert result.summary.startswith(f"[[budgets]] {budget.name!r}: ")
+    assert says in result.summary
+
+
+def test_a_budget_missing_a_parameter_is_refused_when_the_bundle_loads(
+        bundle_copy: Path) -> None:
+    expectations = bundle_copy / "expectations.toml"
+    expectations.write_text(expectations.read_text() + '\n[[budgets]]\nname = "no-params"\n'
+                            'sql = "SELECT * FROM events WHERE tenant_id = %(tenant_id)s"\n')
+    with pytest.raises(BundleError, match=r"'no-params' uses tenant_id in its sql but gives "
+                                          r"no params for it"):
+        load_bundle(bundle_copy)
