@@ -31,7 +31,8 @@ OPTIONS = (
            "directory holding initdb and postgres for the embedded cluster; default: PATH, "
            "pg_config --bindir, then /usr/lib/postgresql/*/bin"),
     Option("eventgate_scale", "--scale", "EVENTGATE_SCALE",
-           "seed data volume for the embedded database: small or medium", "small"),
+           "seed data volume for the embedded database: small, medium or prod (10M "
+           "invitations; minutes to build)", "small"),
     Option("eventgate_base_url", "--base-url", "EVENTGATE_BASE_URL",
            "an Event Management Engine already running (e.g. staging); without it the suite "
            "starts the reference engine against its own database"),

@@ -91,7 +91,7 @@ def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
 def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,
              pytest_args: list[str], base_url: str | None = None) -> Verdict:
     root = find_suites()
-    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "benchmarks").mkdir(parents=True, exist_ok=True)
     junit = reports / "junit.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ)
@@ -105,6 +105,7 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
                "-m", marker, "-p", "no:cacheprovider", "-q",
                f"--junitxml={junit.resolve()}",
                f"--alluredir={(reports / 'allure-results').resolve()}", "--clean-alluredir",
+               f"--benchmark-json={(reports / 'benchmarks' / 'query-budgets.json').resolve()}",
                *pytest_args]
     started = time.monotonic()
     child = subprocess.Popen(command, cwd=root, env=env)
