@@ -31,8 +31,8 @@ def test_dry_run_reports_each_migration_and_leaves_no_trace(legacy_db: Database,
             "SELECT to_regclass('eventgate_ledger.migration_ledger')").fetchone()
     assert [r.version for r in reports] == [6, 7, 8, 9, 10]
     assert all(r.statements for r in reports)
-    insert_weddings = reports[-1].statements[2]
-    assert insert_weddings.summary.startswith("INSERT INTO events")
+    insert_weddings = next(s for s in reports[-1].statements
+                           if s.summary.startswith("INSERT INTO events"))
     assert insert_weddings.rows == before["content"]["public.wedding_events"][0]
     assert differences(before, after) == []
     assert ledger_exists == (None,)
