@@ -211,6 +211,8 @@ def test_bad_legacy_rows_stop_010_naming_them_and_lose_nothing(legacy_db: Databa
         conn.execute("INSERT INTO wedding_invitations (id, wedding_id, guest_name) "
                      "VALUES (900001, 424242, 'Orphan Guest')")
         conn.execute("UPDATE wedding_events SET timezone = 'Mars/Olympus_Mons' WHERE id = 9")
+        conn.execute("UPDATE wedding_invitations SET party_size = -2 WHERE id IN (4, 8)")
+        conn.execute("UPDATE wedding_invitations SET rsvp_status = 'yes' WHERE id = 6")
         before = fingerprint(conn)
         with pytest.raises(MigrationError) as refused:
             Runner(conn, reference_bundle).execute()
@@ -222,3 +224,5 @@ def test_bad_legacy_rows_stop_010_naming_them_and_lose_nothing(legacy_db: Databa
     assert message.startswith("010_wedding_data_migration.sql failed at `DO $$`")
     assert "wedding_invitations whose wedding does not exist (ids): 900001" in message
     assert "timezone values PostgreSQL does not know: 'Mars/Olympus_Mons'" in message
+    assert "with a negative party_size (ids): 4, 8" in message
+    assert "rsvp_status values outside pending/accepted/declined/maybe: 'yes'" in message

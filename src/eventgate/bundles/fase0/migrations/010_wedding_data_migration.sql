@@ -9,6 +9,7 @@ DO $$
 DECLARE
     problems text := '';
     found text;
+    negative text;
 BEGIN
     SELECT string_agg(i.id::text, ', ' ORDER BY i.id) INTO found
       FROM (SELECT id FROM wedding_invitations i
@@ -76,16 +77,18 @@ BEGIN
     IF found IS NOT NULL THEN
         problems := problems || E'\n  wedding_events whose slug is already used by an event of the same tenant (ids): ' || found;
     END IF;
-    SELECT string_agg(DISTINCT quote_literal(rsvp_status), ', ') INTO found
+    -- One scan of the (largest) invitations table for both of its value checks.
+    SELECT string_agg(DISTINCT quote_literal(rsvp_status), ', ')
+               FILTER (WHERE rsvp_status NOT IN ('pending', 'accepted', 'declined', 'maybe')),
+           array_to_string((array_agg(id ORDER BY id) FILTER (WHERE party_size < 0))[1:20], ', ')
+      INTO found, negative
       FROM wedding_invitations
-     WHERE rsvp_status NOT IN ('pending', 'accepted', 'declined', 'maybe');
+     WHERE rsvp_status NOT IN ('pending', 'accepted', 'declined', 'maybe') OR party_size < 0;
     IF found IS NOT NULL THEN
         problems := problems || E'\n  wedding_invitations.rsvp_status values outside pending/accepted/declined/maybe: ' || found;
     END IF;
-    SELECT string_agg(i.id::text, ', ' ORDER BY i.id) INTO found
-      FROM (SELECT id FROM wedding_invitations WHERE party_size < 0 ORDER BY id LIMIT 20) i;
-    IF found IS NOT NULL THEN
-        problems := problems || E'\n  wedding_invitations with a negative party_size (ids): ' || found;
+    IF negative IS NOT NULL THEN
+        problems := problems || E'\n  wedding_invitations with a negative party_size (ids): ' || negative;
     END IF;
     SELECT string_agg(DISTINCT quote_literal(status), ', ') INTO found
       FROM wedding_events
