@@ -106,6 +106,8 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
                f"--junitxml={junit.resolve()}",
                f"--alluredir={(reports / 'allure-results').resolve()}", "--clean-alluredir",
                f"--benchmark-json={(reports / 'benchmarks' / 'query-budgets.json').resolve()}",
+               # Budget figures go to that JSON and reports/checks/; the wide table is noise here.
+               "--benchmark-quiet",
                *pytest_args]
     started = time.monotonic()
     child = subprocess.Popen(command, cwd=root, env=env)
