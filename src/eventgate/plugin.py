@@ -73,6 +73,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.stash[_ROUTE_KEY] = f"no PostgreSQL to test against ({first_line})"
 
 
+EXTERNAL_SKIP = ("not a green test: it writes, or needs a database or engine the suite owns; "
+                 "against an external --dsn/--base-url only green tests run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against an external target (staging), everything that is not green is skipped, so
+    nothing the suite runs there can write."""
+    settings = settings_from(config)
+    if not (settings.dsn or settings.base_url):
+        return
+    skip = pytest.mark.skip(reason=EXTERNAL_SKIP)
+    for item in items:
+        if item.get_closest_marker("green") is None:
+            item.add_marker(skip)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = settings_from(config)
     route = config.stash.get(_ROUTE_KEY, "not chosen yet")

@@ -24,6 +24,7 @@ def test_an_unreachable_dsn_stops_the_run_once_without_the_password(
     pytester.makepyfile(test_many="""
         import pytest
 
+        @pytest.mark.green
         @pytest.mark.parametrize("n", range(50))
         def test_needs_db(target_conn, n):
             pass
@@ -46,12 +47,26 @@ def test_the_header_names_the_version_and_route_of_a_dsn(pytester: pytest.Pytest
     assert result.ret == 0
 
 
-def test_owned_only_tests_skip_with_a_reason_against_a_dsn(pytester: pytest.Pytester,
-                                                           legacy_db: Database) -> None:
-    pytester.makepyfile(test_writes="def test_writes(migrated_db):\n    pass\n")
+def test_only_green_tests_run_against_an_external_target(pytester: pytest.Pytester,
+                                                         legacy_db: Database) -> None:
+    pytester.makepyfile(test_writes="""
+        import pytest
+
+        def test_writes(migrated_db):
+            pass
+
+        @pytest.mark.green
+        def test_reads_but_needs_an_owned_database(migrated_db):
+            pass
+
+        @pytest.mark.green
+        def test_reads():
+            pass
+    """)
     result = pytester.runpytest_subprocess("--dsn", legacy_db.dsn, "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*needs a database the suite owns*"])
+    result.assert_outcomes(skipped=2, passed=1)
+    result.stdout.fnmatch_lines(["*not a green test: it writes*",
+                                 "*needs a database the suite owns*"])
 
 
 def test_green_sessions_are_read_only(target_conn) -> None:  # type: ignore[no-untyped-def]
