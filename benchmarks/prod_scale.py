@@ -175,7 +175,7 @@ def main() -> None:
             copy_s = raw_copy_limit(conn, Path(tempfile.mkdtemp()))
             conn.execute("VACUUM ANALYZE")
             probe = ReadProbe(dsn, ("wedding_events", "wedding_invitations",
-                                    "wedding_sections"))
+                                    "wedding_sections", "tenants"))
             probe.start()
             migrate_s, reports = timed(Runner(conn, bundle).execute)
             time.sleep(0.2)

@@ -299,6 +299,10 @@ def _budget(spec: dict[str, Any]) -> QueryBudget:
     if spec.get("statistic", "p95") not in ("p50", "p95", "p99"):
         raise BundleError(f"expectations.toml: [[budgets]] {name!r}: statistic must be p50, "
                           f"p95 or p99, not {spec['statistic']!r}")
+    budget_ms = spec.get("budget_ms", 50)
+    if not isinstance(budget_ms, int | float) or not 0 < budget_ms < float("inf"):
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: budget_ms must be a "
+                          f"positive number of milliseconds, not {budget_ms!r}")
     placeholders = set(re.findall(r"%\((\w+)\)s", spec["sql"]))
     params = dict(spec.get("params", {}))
     if placeholders - params.keys():

@@ -245,7 +245,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     dsn = _dsn(args)
     settings = EngineSettings(dsn=dsn, admin_token=args.admin_token
-                              or os.environ.get("EVENTGATE_ADMIN_TOKEN"))
+                              or os.environ.get("EVENTGATE_ADMIN_TOKEN"),
+                              final_migration=max(_bundle(args).versions))
     factory = create_app
     if args.app_factory:
         # A wrapped engine (e.g. one with a defect injected, for the sabotage proofs).

@@ -76,3 +76,15 @@ def test_a_budget_missing_a_parameter_is_refused_when_the_bundle_loads(
     with pytest.raises(BundleError, match=r"'no-params' uses tenant_id in its sql but gives "
                                           r"no params for it"):
         load_bundle(bundle_copy)
+
+
+def test_walking_a_whole_other_index_counts_as_a_full_scan(migrated_db: Database,
+                                                           bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        for index in ("events_tenant_start_idx", "events_tenant_slug_uidx"):
+            conn.execute(f"DROP INDEX {index}")
+        query = prepare(conn, _budget(bundle, "engine-event-list"))
+        assert isinstance(query, PreparedQuery)
+        result = plan_check(conn, query)
+    assert not result.passed
+    assert result.summary.startswith("engine-event-list: full scan of events (whole index ")

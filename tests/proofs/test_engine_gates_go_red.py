@@ -67,6 +67,16 @@ def test_the_openapi_gate_catches_a_response_that_breaks_the_schema(
     assert '"code" is a required property' in str(red.value)
 
 
+def test_the_isolation_gate_catches_a_forgotten_tenant_filter(
+        broken_api: Callable[[str], Any], engine_conn: psycopg.Connection, busy_tenant: UUID,
+        other_tenant: UUID) -> None:
+    gate = _suite("test_events_read").test_another_tenants_event_is_not_found
+    with broken_api("tenant_blind_event_reads") as api, pytest.raises(
+            AssertionError, match="assert 200 == 404"):
+        gate(api=api, engine_conn=engine_conn, busy_tenant=busy_tenant,
+             other_tenant=other_tenant)
+
+
 def test_the_plugin_gate_catches_a_plugin_that_failed_to_load(
         broken_api: Callable[[str], Any]) -> None:
     suite = _suite("test_plugins_health_metrics")

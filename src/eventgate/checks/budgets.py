@@ -15,6 +15,8 @@ import psycopg
 from eventgate.bundle import QueryBudget
 from eventgate.checks.result import CheckResult
 
+FULL_SCAN_CAPABLE = ("Index Scan", "Index Only Scan")
+
 
 @dataclass(frozen=True)
 class PreparedQuery:
@@ -84,8 +86,15 @@ def plan_check(conn: psycopg.Connection, query: PreparedQuery) -> CheckResult:
         plan = explain(conn, query, "COSTS true")
     nodes = plan_nodes(plan["Plan"])
     seq_scans = sorted({n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"})
+    # With sequential scans discouraged, the planner walks a whole index instead: an index
+    # scan without an Index Cond reads the entire table just the same.
+    full_index_scans = sorted({f"{n['Relation Name']} (whole index {n['Index Name']})"
+                               for n in nodes if n["Node Type"] in FULL_SCAN_CAPABLE
+                               and "Index Cond" not in n
+                               and n.get("Relation Name") in budget.no_seq_scan})
     used = {n.get("Index Name") for n in nodes}
     problems = [f"Seq Scan on {t}" for t in seq_scans if t in budget.no_seq_scan]
+    problems += [f"full scan of {t}" for t in full_index_scans]
     problems += [f"index {i} is not used" + (
         "" if conn.execute("SELECT to_regclass(%s)", (i,)).fetchone() != (None,)
         else " (no such index)") for i in budget.uses_index if i not in used]

@@ -36,6 +36,7 @@ from eventgate.engine.problems import (
 )
 
 MAX_BODY_BYTES = 1024 * 1024
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 TenantHeader = Annotated[UUID, Header(alias="X-Tenant-ID",
                                       description="the tenant whose events are addressed")]
 EventId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -47,6 +48,7 @@ class EngineSettings:
     admin_token: str | None = None
     pool_min: int = 1
     pool_max: int = 10
+    final_migration: int = 10  # /health says "complete" once the ledger has this version
 
 
 class BodyLimit:
@@ -106,6 +108,12 @@ def database(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
     except (PoolTimeout, psycopg.OperationalError) as exc:
         raise ProblemError(503, "Database unavailable", "the database did not answer; try "
                            "again shortly") from exc
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        raise ProblemError(503, "Database not migrated", f"{_db_detail(exc)}; run eventgate "
+                           "migrate --execute against the engine's database") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise ProblemError(503, "Database too slow", "the query was cancelled by its "
+                           "statement_timeout; try again shortly") from exc
     except psycopg.errors.UniqueViolation as exc:
         raise ProblemError(409, "Conflict", _db_detail(exc)) from exc
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
@@ -132,12 +140,15 @@ Tenant = Annotated[UUID, Depends(_tenant)]
 
 def create_app(settings: EngineSettings) -> FastAPI:
     pool = ConnectionPool(settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max,
-                          open=False, kwargs={"autocommit": True,
-                                              "application_name": "eventgate engine"},
+                          open=False, kwargs={
+                              "autocommit": True, "application_name": "eventgate engine",
+                              # No request, /health included, may hang on a lock or a slow
+                              # query: it fails fast and says so.
+                              "options": "-c statement_timeout=5000 -c lock_timeout=2000"},
                           name="eventgate-engine")
     plugins = PluginRegistry()
     plugins.reload_all()
-    metrics = EngineMetrics(pool, plugins)
+    metrics = EngineMetrics(pool, plugins, settings.final_migration)
     zones: set[str] = set()
 
     @contextlib.asynccontextmanager
@@ -161,29 +172,37 @@ def create_app(settings: EngineSettings) -> FastAPI:
     async def time_requests(request: Request,
                             call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.latency.labels(request.method, route, str(response.status_code)).observe(
-            time.perf_counter() - started)
-        return response
+        status = 500  # unless a response comes back: an exception is a failed request too
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            metrics.latency.labels(method, route, str(status)).observe(
+                time.perf_counter() - started)
 
     def known_zone(conn: psycopg.Connection, zone: str) -> bool:
         if not zones:
             zones.update(store.known_timezones(conn))
         return zone in zones
 
-    def check_event(conn: psycopg.Connection, values: dict[str, Any], event_type: str) -> None:
+    def check_event(conn: psycopg.Connection, values: dict[str, Any], event_type: str,
+                    changed: set[str]) -> None:
+        """Validate what is being written; values not in `changed` were accepted before (a
+        migrated wedding may carry a zone abbreviation 010 allowed) and are not re-judged."""
         plugin = plugins.get(event_type)
         if plugin is None:
             raise ProblemError(422, "Unknown event type",
                                f"no active plugin serves event type {event_type!r}; available: "
                                f"{', '.join(plugins.get_available_types()) or 'none'}")
-        problems = plugin.validate(values.get("metadata", {}))
+        problems = plugin.validate(values.get("metadata", {})) if "metadata" in changed else []
         start, end = values.get("start_date"), values.get("end_date")
-        if start and end and end < start:
+        if changed & {"start_date", "end_date"} and start and end and end < start:
             problems.append("end_date: must not be before start_date")
         zone = values.get("timezone")
-        if zone and not known_zone(conn, zone):
+        if "timezone" in changed and zone and not known_zone(conn, zone):
             problems.append(f"timezone: {zone!r} is not a time zone PostgreSQL knows")
         if problems:
             raise ProblemError(422, "Invalid event", "; ".join(problems), problems)
@@ -238,8 +257,8 @@ def create_app(settings: EngineSettings) -> FastAPI:
             str, Any]:
         """Create an event; its metadata is validated by its event type's plugin."""
         values = body.model_dump()
-        with database(pool) as conn:
-            check_event(conn, values, body.event_type)
+        with database(pool) as conn, conn.transaction():
+            check_event(conn, values, body.event_type, set(values))
             event = store.insert_event(conn, tenant, values)
         response.headers["Location"] = f"/api/events/{event['id']}"
         return event
@@ -250,14 +269,14 @@ def create_app(settings: EngineSettings) -> FastAPI:
             str, Any]:
         """Change some fields of an event; the result is validated as a whole."""
         changes = body.model_dump(exclude_unset=True)
-        with database(pool) as conn:
+        with database(pool) as conn, conn.transaction():
             current = store.get_event(conn, tenant, event_id)
             if current is None:
                 raise ProblemError(404, "Not found", f"event {event_id} does not exist")
             for required in ("title", "slug", "timezone", "status", "metadata"):
                 if required in changes and changes[required] is None:
                     raise ProblemError(422, "Invalid event", f"{required}: may not be null")
-            check_event(conn, {**current, **changes}, current["event_type"])
+            check_event(conn, {**current, **changes}, current["event_type"], set(changes))
             if not changes:
                 return current
             updated = store.update_event(conn, tenant, event_id, changes)
@@ -334,7 +353,7 @@ def create_app(settings: EngineSettings) -> FastAPI:
              responses={503: {"model": models.HealthReport}})
     def get_health() -> JSONResponse:
         """Database, plugins and migration; 503 naming the failing check."""
-        report = models.HealthReport(**health(pool, plugins))
+        report = models.HealthReport(**health(pool, plugins, settings.final_migration))
         return JSONResponse(report.model_dump(mode="json"),
                             status_code=200 if report.status == "healthy" else 503)
 

@@ -12,11 +12,10 @@ LEGACY_TIME = {"type": ["string", "null"],
                "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"}
 
 
-def _reception_after_ceremony(metadata: dict[str, Any]) -> list[str]:
-    ceremony, reception = metadata.get("ceremony_time"), metadata.get("reception_time")
-    if isinstance(ceremony, str) and isinstance(reception, str) and reception < ceremony:
-        return ["metadata.reception_time: must not be before metadata.ceremony_time"]
-    return []
+def _names_not_blank(metadata: dict[str, Any]) -> list[str]:
+    # A reception may well start after midnight, so times are not compared; names are.
+    return [f"metadata.{key}: must not be blank" for key in ("bride_name", "groom_name")
+            if isinstance(metadata.get(key), str) and not metadata[key].strip()]
 
 
 wedding = EventTypePlugin(
@@ -36,7 +35,7 @@ wedding = EventTypePlugin(
     },
     participant_roles=("guest", "host", "vendor"),
     section_types=("hero", "story", "schedule", "venue", "gallery", "registry", "rsvp", "faq"),
-    hooks=(_reception_after_ceremony,),
+    hooks=(_names_not_blank,),
 )
 
 conference = EventTypePlugin(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -12,9 +12,16 @@ STATUSES = ("draft", "published", "completed", "cancelled", "archived")
 Status = Literal["draft", "published", "completed", "cancelled", "archived"]
 
 
-def storable(value: Any) -> Any:
-    """PostgreSQL text holds neither NUL characters nor lone surrogates; refuse them here, as
-    a 422 naming the field, rather than at the database as an error."""
+MAX_DEPTH = 32
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def storable(value: Any, depth: int = 0) -> Any:
+    """PostgreSQL text holds neither NUL characters nor lone surrogates, and a JSON document
+    nested without end would exhaust validation; refuse them here, as a 422 naming the field,
+    rather than at the database or as a crash."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"must not be nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
@@ -24,17 +31,26 @@ def storable(value: Any) -> Any:
             raise ValueError("must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            storable(key)
-            storable(item)
+            storable(key, depth + 1)
+            storable(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            storable(item)
+            storable(item, depth + 1)
+    return value
+
+
+def plausible(value: datetime | None) -> datetime | None:
+    """Dates an event can have: years 1900 to 2199 in UTC (beyond, PostgreSQL stores what
+    Python cannot read back)."""
+    if value is not None and not EARLIEST <= value < LATEST:
+        raise ValueError("must be between 1900-01-01 and 2199-12-31 (UTC)")
     return value
 
 
 Text = Annotated[str, AfterValidator(storable)]
 Slug = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 Metadata = Annotated[dict[str, Any], AfterValidator(storable)]
+EventDate = Annotated[AwareDatetime, AfterValidator(plausible)]
 
 
 class EventCreate(BaseModel):
@@ -43,8 +59,8 @@ class EventCreate(BaseModel):
     event_type: Annotated[Text, Field(min_length=1, max_length=40)]
     title: Annotated[Text, Field(min_length=1, max_length=500)]
     slug: Slug
-    start_date: AwareDatetime | None = None
-    end_date: AwareDatetime | None = None
+    start_date: EventDate | None = None
+    end_date: EventDate | None = None
     timezone: Annotated[Text, Field(min_length=1, max_length=64)] = "UTC"
     venue_name: Annotated[Text, Field(max_length=200)] | None = None
     venue_address: Annotated[Text, Field(max_length=2000)] | None = None
@@ -57,8 +73,8 @@ class EventPatch(BaseModel):
 
     title: Annotated[Text, Field(min_length=1, max_length=500)] | None = None
     slug: Slug | None = None
-    start_date: AwareDatetime | None = None
-    end_date: AwareDatetime | None = None
+    start_date: EventDate | None = None
+    end_date: EventDate | None = None
     timezone: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
     venue_name: Annotated[Text, Field(max_length=200)] | None = None
     venue_address: Annotated[Text, Field(max_length=2000)] | None = None

@@ -22,7 +22,9 @@ DB_TIMEOUT_S = 2.0
 class EngineMetrics:
     """The request-latency histogram and scrape-time gauges of one engine instance."""
 
-    def __init__(self, pool: ConnectionPool, plugins: PluginRegistry) -> None:
+    def __init__(self, pool: ConnectionPool, plugins: PluginRegistry,
+                 final_migration: int = FINAL_MIGRATION) -> None:
+        self.final_migration = final_migration
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "eventgate_engine_request_duration_seconds", "HTTP request latency",
@@ -76,17 +78,18 @@ class _ScrapeCollector(Collector):
         yield loaded
 
 
-def health(pool: ConnectionPool, plugins: PluginRegistry) -> dict[str, Any]:
+def health(pool: ConnectionPool, plugins: PluginRegistry,
+           final_migration: int = FINAL_MIGRATION) -> dict[str, Any]:
     checks = {"database": "unknown", "plugins": "unknown", "migration": "unknown"}
     errors: list[str] = []
     try:
         with pool.connection(timeout=DB_TIMEOUT_S) as conn:
             conn.execute("SELECT 1")
             checks["database"] = "healthy"
-            complete = store.migration_complete(conn, FINAL_MIGRATION)
+            complete = store.migration_complete(conn, final_migration)
             checks["migration"] = "complete" if complete else "pending"
             if not complete:
-                errors.append(f"migration {FINAL_MIGRATION:03d} is not in the ledger")
+                errors.append(f"migration {final_migration:03d} is not in the ledger")
     except Exception as exc:  # any failure to reach the database is the finding itself
         checks["database"] = "error"
         errors.append(f"database: {type(exc).__name__}: {str(exc).strip()[:200]}")

@@ -41,7 +41,11 @@ class EventTypePlugin:
         problems = [f"metadata{''.join(f'.{p}' for p in e.absolute_path)}: {e.message}"
                     for e in sorted(validator.iter_errors(metadata), key=str)]
         for hook in self.hooks:
-            problems += hook(metadata)
+            try:
+                problems += hook(metadata)
+            except Exception as exc:  # a plugin's bug is a refusal, never a crash
+                problems.append(f"metadata: the {self.code} plugin could not check it "
+                                f"({type(exc).__name__}: {exc})")
         return problems
 
     def describe(self) -> dict[str, Any]:

@@ -129,7 +129,11 @@ SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conna
   FROM pg_constraint c
  WHERE c.contype = 'f'
    AND c.conrelid IN ('events'::regclass, 'event_participants'::regclass,
-                      'event_sections'::regclass);
+                      'event_sections'::regclass)
+   -- Only keys between the new tables: dropping one that references tenants or event_types
+   -- would lock those shared tables against every reader until COMMIT.
+   AND c.confrelid IN ('events'::regclass, 'event_participants'::regclass,
+                       'event_sections'::regclass);
 DO $$
 DECLARE
     step record;
