@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from rich.markup import escape
 
 from eventgate import __version__
 from eventgate import dsn as dsn_mod
@@ -79,7 +80,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 if not problems:
                     problems = _expectation_failures(conn, runner.bundle)
                 for problem in problems:
-                    console.print(f"[red]✗[/] {problem}")
+                    console.print(f"[red]✗[/] {escape(problem)}")
                 if problems:
                     return 1
                 console.print(f"[green]valid[/]: {len(runner.bundle.migrations)} migrations "
@@ -225,9 +226,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
         table.add_row(suite, str(tally.passed), str(tally.failed), str(tally.skipped))
     console.print(table)
     for failed in verdict.failed:
-        console.print(f"[red]✗[/] {failed.suite}: {failed.test}\n    {failed.reason}")
+        console.print(f"[red]✗[/] {failed.suite}: {escape(failed.test)}\n    "
+                      f"{escape(failed.reason)}")
     if verdict.problem:
-        console.print(f"[red]✗[/] {verdict.problem}")
+        console.print(f"[red]✗[/] {escape(verdict.problem)}")
     word = "[green]GO[/]" if verdict.go else "[red]NO-GO[/]"
     console.print(f"verdict: {word} in {verdict.duration_s:.1f} s — reports in {args.reports}/ "
                   "(junit.xml, allure-results/, verdict.json)")
@@ -369,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     except (EventgateError, psycopg.Error) as exc:
         if args.traceback:
             traceback.print_exc()
-        console.print(f"[red]FAILED:[/] {dsn_mod.redact(str(exc)).strip()}", soft_wrap=True)
+        console.print(f"[red]FAILED:[/] {escape(dsn_mod.redact(str(exc)).strip())}",
+                      soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

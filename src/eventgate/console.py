@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -39,7 +40,7 @@ class RichProgress:
                       f"{report.rows:>9} rows {report.duration_s:>8.3f} s")
 
     def note(self, text: str) -> None:
-        console.print(f"  [yellow]![/] {text}")
+        console.print(f"  [yellow]![/] {escape(text)}")
 
     def close(self) -> None:
         self._progress.stop()

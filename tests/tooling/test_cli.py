@@ -108,6 +108,7 @@ def test_gate_says_no_go_naming_the_missing_index(tmp_path: Path) -> None:
                        "-k", "required_index")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "NO-GO" in result.stdout
+    assert "test_required_index_exists[events_tenant_start_idx]" in result.stdout
     verdict = json.loads((reports / "verdict.json").read_text())
     assert verdict["verdict"] == "no-go"
     assert [f["test"] for f in verdict["failed"]] == [
