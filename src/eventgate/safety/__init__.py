@@ -1,0 +1,1 @@
+"""The safety net around a migration: preflight checks, verified backups and restores."""
