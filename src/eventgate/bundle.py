@@ -157,6 +157,16 @@ class Expectations:
 
 
 @dataclass(frozen=True)
+class RollbackExports:
+    """rollback.toml: what the rollback of one migration would delete that the legacy schema
+    cannot hold, to be written out before its script runs."""
+
+    version: int
+    lock: tuple[str, ...]  # locked (SHARE) first, so nothing is added between export and drop
+    queries: dict[str, str]  # file stem -> SELECT
+
+
+@dataclass(frozen=True)
 class Bundle:
     root: Path
     baseline: tuple[SqlFile, ...]
@@ -164,6 +174,7 @@ class Bundle:
     mapping: dict[str, TableMapping]
     expectations: Expectations
     policy: dict[str, str] = field(default_factory=dict)  # mapping.toml [policy]: stated rules
+    rollback_exports: dict[int, RollbackExports] = field(default_factory=dict)
 
     def migration(self, version: int) -> Migration:
         for migration in self.migrations:
@@ -324,6 +335,25 @@ def _toml(path: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not valid TOML: {exc}") from exc
 
 
+def _rollback_exports(path: Path, versions: set[int]) -> dict[int, RollbackExports]:
+    if not path.is_file():
+        return {}
+    plans = {}
+    for key, spec in _toml(path).get("rollback", {}).items():
+        try:
+            version = int(key)
+        except ValueError:
+            raise BundleError(f"{path}: [rollback.{key}] is not a migration number") from None
+        if version not in versions:
+            raise BundleError(f"{path}: [rollback.{key}] names no migration of the bundle")
+        queries = spec.get("exports", {})
+        if not queries or not all(isinstance(q, str) for q in queries.values()):
+            raise BundleError(f"{path}: [rollback.{key}.exports] needs name = \"SELECT ...\" "
+                              "lines")
+        plans[version] = RollbackExports(version, tuple(spec.get("lock", ())), dict(queries))
+    return plans
+
+
 def load_bundle(path: str | Path | None = None) -> Bundle:
     """Read and check a bundle directory; the reference bundle when no path is given."""
     root = Path(path) if path else default_bundle_path()
@@ -331,6 +361,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(f"no bundle directory at {root}; pass --bundle PATH to a directory "
                           "holding baseline/, migrations/, rollback/, mapping.toml and "
                           "expectations.toml")
-    return Bundle(root.resolve(), tuple(_sql_files(root / "baseline")), _migrations(root),
+    migrations = _migrations(root)
+    return Bundle(root.resolve(), tuple(_sql_files(root / "baseline")), migrations,
                   _mapping(root / "mapping.toml"), _expectations(root / "expectations.toml"),
-                  {k: str(v) for k, v in _toml(root / "mapping.toml").get("policy", {}).items()})
+                  {k: str(v) for k, v in _toml(root / "mapping.toml").get("policy", {}).items()},
+                  _rollback_exports(root / "rollback.toml", {m.version for m in migrations}))

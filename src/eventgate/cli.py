@@ -21,7 +21,10 @@ from eventgate.checks.indexes import required_index
 from eventgate.checks.schema import required_relations
 from eventgate.console import RichProgress, console, status_table, steps_table
 from eventgate.errors import ConfigError, EventgateError
-from eventgate.migrate.runner import Runner
+from eventgate.migrate.runner import ProgressSink, Runner
+from eventgate.notify import Tee, notifier_from_env, notifying
+from eventgate.safety.commands import cmd_backup, cmd_restore, configure_backup, configure_restore
+from eventgate.safety.preflight_cli import cmd_preflight, configure_preflight
 from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy, load
 from eventgate.seed.scales import SCALES, scale
@@ -54,10 +57,16 @@ def _bundle(args: argparse.Namespace) -> Bundle:
     return load_bundle(args.bundle or os.environ.get("EVENTGATE_BUNDLE"))
 
 
-def _runner(args: argparse.Namespace, conn: psycopg.Connection, progress: RichProgress) -> Runner:
+def _runner(args: argparse.Namespace, conn: psycopg.Connection, progress: ProgressSink) -> Runner:
+    export_dir = getattr(args, "export_dir", None)
     return Runner(conn, _bundle(args), lock_wait_s=args.lock_wait,
                   lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,
-                  progress=progress)
+                  progress=progress, export_dir=Path(export_dir) if export_dir else None,
+                  verify_rollbacks=not getattr(args, "no_verify", False))
+
+
+def _warn(text: str) -> None:
+    console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
 
 
 def _expectation_failures(conn: psycopg.Connection, bundle: Bundle) -> list[str]:
@@ -70,10 +79,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply the bundle's migrations: --dry-run (apply, report, roll back), --execute, or
     --validate (ledger intact and complete, required tables, views and indexes present)."""
     dsn = _dsn(args)
-    console.print(f"target: {dsn_mod.describe(dsn)}")
+    target = dsn_mod.describe(dsn)
+    console.print(f"target: {target}")
     progress = RichProgress("dry-running" if args.dry_run else "applying")
-    with _connect(dsn) as conn:
-        runner = _runner(args, conn, progress)
+    # Only --execute is announced: a dry run or a validation changes nothing.
+    notifier = notifier_from_env() if args.execute else None
+    sink = Tee(progress, notifier)
+    with notifying(notifier, sink, _warn), _connect(dsn) as conn:
+        runner = _runner(args, conn, sink)
         try:
             if args.validate:
                 problems = runner.validate()
@@ -86,7 +99,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 console.print(f"[green]valid[/]: {len(runner.bundle.migrations)} migrations "
                               "applied, checksums match, required objects present")
                 return 0
-            pending = runner.pending()
+            up_to = _version(args.to)
+            pending = [m for m in runner.pending() if up_to is None or m.version <= up_to]
             if not pending:
                 console.print("nothing to do: every migration is applied")
                 return 0
@@ -96,12 +110,30 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 console.print(steps_table("dry run (rolled back, nothing changed)", reports,
                                           verbose=args.verbose))
             else:
-                reports = runner.execute()
+                if notifier is not None:
+                    notifier.started("migrate", target, [m.label for m in pending])
+                started = time.monotonic()
+                reports = runner.execute(to=up_to)
                 console.print(f"[green]applied[/] {len(reports)} migrations in "
                               f"{sum(r.duration_s for r in reports):.2f} s")
+                if notifier is not None:
+                    # Another runner may have applied them meanwhile: then there is no last one.
+                    notifier.succeeded(
+                        f"migrated {target} to {reports[-1].version:03d} in "
+                        f"{time.monotonic() - started:.1f} s" if reports else
+                        f"{target}: nothing left to migrate (applied meanwhile)")
         finally:
             progress.close()
     return 0
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--to {text!r} is not a migration number; use e.g. --to 008") from None
 
 
 def _rollback_target(text: str | None) -> int | None:
@@ -121,15 +153,32 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     newest one; --to base rolls back every one)."""
     dsn = _dsn(args)
     target = _rollback_target(args.to)
+    described = dsn_mod.describe(dsn)
     progress = RichProgress("rolling back")
-    with _connect(dsn) as conn:
+    notifier = notifier_from_env()
+    sink = Tee(progress, notifier)
+    with notifying(notifier, sink, _warn), _connect(dsn) as conn:
+        if notifier is not None:
+            notifier.started("rollback", described)
+        started = time.monotonic()
+        runner = _runner(args, conn, sink)
         try:
-            reports = _runner(args, conn, progress).rollback(to=target)
+            reports = runner.rollback(to=target)
         finally:
             progress.close()
+            for warning in runner.warnings:
+                _warn(warning)
+        if notifier is not None:
+            notifier.succeeded(
+                f"rolled back {described}: {', '.join(f'{r.version:03d}' for r in reports)} in "
+                f"{time.monotonic() - started:.1f} s" if reports else
+                f"{described}: nothing to roll back")
     if not reports:
         console.print("nothing to roll back")
     else:
+        for report in reports:
+            if report.verified:
+                console.print(f"  {report.label}: verified — {report.verified}")
         console.print(f"[green]rolled back[/] {len(reports)} migrations")
     return 0
 
@@ -313,11 +362,24 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--validate", action="store_true")
     migrate.add_argument("--verbose", action="store_true",
                          help="with --dry-run: every statement, its result and rows")
+    migrate.add_argument("--to", metavar="VERSION", help="apply migrations up to this one only")
     runner_options(migrate)
 
     rollback = verb("rollback", cmd_rollback)
     rollback.add_argument("--to", metavar="VERSION", help="keep migrations up to this one")
+    rollback.add_argument("--export-dir", default=os.environ.get("EVENTGATE_EXPORT_DIR",
+                                                                 "rollback-exports"),
+                          metavar="DIR", help="where rows only the new schema can hold (other "
+                          "event types) are written before a rollback drops them [env "
+                          "EVENTGATE_EXPORT_DIR; default rollback-exports]")
+    rollback.add_argument("--no-verify", action="store_true", help="do not compare the schema "
+                          "after each step with the one recorded before its migration")
     runner_options(rollback)
+
+    preflight = verb("preflight", cmd_preflight)
+    configure_preflight(preflight)
+    configure_backup(verb("backup", cmd_backup))
+    configure_restore(verb("restore", cmd_restore))
 
     verb("status", cmd_status)
 

@@ -20,3 +20,7 @@ class BundleError(EventgateError):
 
 class MigrationError(EventgateError):
     """A migration, a rollback or a ledger check failed."""
+
+
+class BackupError(EventgateError):
+    """A backup, its verification, or a restore from it failed or was refused."""

@@ -127,7 +127,8 @@ def test_a_second_runner_proceeds_once_the_first_is_done(legacy_db: Database,
 def test_lock_timeout_is_retried_then_fails_naming_the_blocker(
         legacy_db: Database, reference_bundle: Bundle) -> None:
     with legacy_db.connect(autocommit=False) as blocker, legacy_db.connect() as conn:
-        blocker.execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+        # What a legacy transaction that wrote a tenant and stayed open holds.
+        blocker.execute("LOCK TABLE tenants IN ROW EXCLUSIVE MODE")
         retries: list[str] = []
         runner = Runner(conn, reference_bundle, lock_timeout_ms=50, lock_retries=2)
         runner.progress.note = retries.append
@@ -136,10 +137,11 @@ def test_lock_timeout_is_retried_then_fails_naming_the_blocker(
         message = str(refused.value)
         assert ("007_events_core_tables.sql could not take its locks: 3 attempts, the last "
                 "ended by lock_timeout (50 ms)") in message
-        assert f"pid {blocker.info.backend_pid}" in message and "tenants (AccessExclusiveLock)" in (
+        assert f"pid {blocker.info.backend_pid}" in message and "tenants (RowExclusiveLock)" in (
             message)
         assert len(retries) == 2
-        # 006 does not touch tenants, so it went through; 007 left nothing half-done.
+        # 006 only reads the catalog of tenants, so it went through; 007's foreign keys to
+        # tenants could not be made, and it left nothing half-done.
         assert _applied(conn) == [6]
         assert conn.execute("SELECT to_regclass('events')").fetchone() == (None,)
         blocker.rollback()

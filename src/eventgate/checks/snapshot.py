@@ -81,17 +81,29 @@ def sequence_positions(conn: psycopg.Connection) -> dict[str, tuple[object, obje
     return positions
 
 
+def relation_checksum(conn: psycopg.Connection, schema: str, name: str) -> tuple[int, str]:
+    """Row count and an order-independent checksum of every row's text form; a view and a table
+    showing the same rows in the same columns give the same figures."""
+    row = conn.execute(sql.SQL(
+        "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint)"
+        ", 0)::text FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(name))
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
 def content_checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
     """Per table: row count and an order-independent checksum of every row's text form."""
-    sums = {}
-    for schema, table in _tables(conn):
-        row = conn.execute(sql.SQL(
-            "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint)"
-            ", 0)::text FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(table))
-        ).fetchone()
-        assert row is not None
-        sums[f"{schema}.{table}"] = (int(row[0]), str(row[1]))
-    return sums
+    return {f"{schema}.{table}": relation_checksum(conn, schema, table)
+            for schema, table in _tables(conn)}
+
+
+def schema_fingerprint(conn: psycopg.Connection) -> dict[str, list[list[object]]]:
+    """The catalog part of the fingerprint alone, as plain JSON-ready lists: what a migration's
+    rollback must give back exactly, whatever the rows are by then."""
+    params = {"ignored": list(IGNORED_SCHEMAS)}
+    return {name: [list(row) for row in conn.execute(query, params).fetchall()]
+            for name, query in SCHEMA_QUERIES.items()}
 
 
 def fingerprint(conn: psycopg.Connection) -> dict[str, object]:

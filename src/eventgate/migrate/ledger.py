@@ -6,8 +6,10 @@ import getpass
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from eventgate.bundle import Migration
 
@@ -24,6 +26,12 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.{TABLE} (
     duration_ms  numeric(12,3) NOT NULL,
     applied_by   text          NOT NULL
 );
+-- Added after the first release; ledgers made by it gain them on the next run.
+ALTER TABLE {SCHEMA}.{TABLE}
+    ADD COLUMN IF NOT EXISTS rollback_sha256 char(64),
+    ADD COLUMN IF NOT EXISTS schema_before   jsonb;
+COMMENT ON COLUMN {SCHEMA}.{TABLE}.schema_before IS
+    'the catalog as it was before this migration: its rollback must give exactly this back';
 """
 
 
@@ -35,6 +43,8 @@ class LedgerEntry:
     applied_at: datetime
     duration_ms: float
     applied_by: str
+    rollback_sha256: str | None = None
+    schema_before: dict[str, Any] | None = None
 
 
 def exists(conn: psycopg.Connection) -> bool:
@@ -51,10 +61,10 @@ def entries(conn: psycopg.Connection) -> list[LedgerEntry]:
     if not exists(conn):
         return []
     rows = conn.execute(
-        f"SELECT version, name, sha256, applied_at, duration_ms, applied_by "
-        f"FROM {SCHEMA}.{TABLE} ORDER BY version"
+        f"SELECT version, name, sha256, applied_at, duration_ms, applied_by, rollback_sha256, "
+        f"schema_before FROM {SCHEMA}.{TABLE} ORDER BY version"
     ).fetchall()
-    return [LedgerEntry(r[0], r[1], r[2], r[3], float(r[4]), r[5]) for r in rows]
+    return [LedgerEntry(r[0], r[1], r[2], r[3], float(r[4]), r[5], r[6], r[7]) for r in rows]
 
 
 def applied_by() -> str:
@@ -65,12 +75,15 @@ def applied_by() -> str:
     return f"{who}@{socket.gethostname()}"
 
 
-def record(conn: psycopg.Connection, migration: Migration, duration_s: float) -> None:
+def record(conn: psycopg.Connection, migration: Migration, duration_s: float,
+           schema_before: dict[str, Any] | None = None) -> None:
     conn.execute(
-        f"INSERT INTO {SCHEMA}.{TABLE} (version, name, sha256, duration_ms, applied_by) "
-        "VALUES (%s, %s, %s, %s, %s || ' as ' || current_user)",
+        f"INSERT INTO {SCHEMA}.{TABLE} (version, name, sha256, duration_ms, applied_by, "
+        "rollback_sha256, schema_before) "
+        "VALUES (%s, %s, %s, %s, %s || ' as ' || current_user, %s, %s)",
         (migration.version, migration.name, migration.sha256, round(duration_s * 1000, 3),
-         applied_by()),
+         applied_by(), migration.rollback.sha256 if migration.rollback else None,
+         Jsonb(schema_before) if schema_before is not None else None),
     )
 
 

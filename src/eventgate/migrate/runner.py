@@ -7,14 +7,15 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import psycopg
 
 from eventgate.bundle import Bundle, Migration, SqlFile
 from eventgate.checks import snapshot
 from eventgate.errors import MigrationError
-from eventgate.migrate import ledger, locking
+from eventgate.migrate import exports, ledger, locking
 from eventgate.migrate.sqlsplit import split_statements, summary
 
 
@@ -32,6 +33,8 @@ class StepReport:
     label: str
     statements: list[StatementReport] = field(default_factory=list)
     duration_s: float = 0.0
+    exported: list[exports.ExportedSet] = field(default_factory=list)
+    verified: str | None = None  # what a rollback was checked against, when it was
 
     @property
     def rows(self) -> int:
@@ -110,6 +113,8 @@ class Runner:
         lock_timeout_ms: int = 5000,
         lock_retries: int = 5,
         progress: ProgressSink | None = None,
+        export_dir: Path | None = None,
+        verify_rollbacks: bool = True,
     ) -> None:
         if not conn.autocommit:
             raise ValueError("the runner needs an autocommit connection; it opens its own "
@@ -120,7 +125,10 @@ class Runner:
         self.lock_timeout_ms = lock_timeout_ms
         self.lock_retries = lock_retries
         self.progress: ProgressSink = progress or NullProgress()
+        self.export_dir = export_dir
+        self.verify_rollbacks = verify_rollbacks
         self.warnings: list[str] = []
+        self._export_batch: Path | None = None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -159,6 +167,11 @@ class Runner:
 
     @contextlib.contextmanager
     def _runner_lock(self) -> Iterator[None]:
+        if self.conn.info.server_version >= 140000:
+            # If this process dies (kill -9, a lost laptop lid), the server notices within a
+            # second even mid-statement and rolls the migration back, instead of running it to
+            # the end and holding its locks meanwhile.
+            self.conn.execute("SET client_connection_check_interval = '1s'")
         locking.acquire_runner_lock(self.conn, self.lock_wait_s)
         try:
             yield
@@ -171,12 +184,15 @@ class Runner:
             raise MigrationError("nothing was changed, because the ledger and the bundle "
                                  "disagree:\n  - " + "\n  - ".join(problems))
 
+    def _set_lock_timeout(self) -> None:
+        self.conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
+
     def _run_script(self, script: SqlFile) -> StepReport:
         statements = split_statements(script.sql)
         report = StepReport(script.version, script.label)
         self.progress.begin(script.label, len(statements))
         started = time.perf_counter()
-        self.conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
+        self._set_lock_timeout()
         with self.conn.cursor() as cur:
             for statement in statements:
                 text = summary(statement)
@@ -198,14 +214,19 @@ class Runner:
         report.duration_s = time.perf_counter() - started
         return report
 
-    def _transact(self, script: SqlFile,
-                  bookkeeping: Callable[[StepReport], None]) -> StepReport:
-        """Run one script and its ledger change in one transaction, retried on lock trouble."""
+    def _transact(self, script: SqlFile, bookkeeping: Callable[[StepReport, Any], None],
+                  prepare: Callable[[], Any] = lambda: None) -> StepReport:
+        """Run one script and its ledger change in one transaction, retried on lock trouble;
+        what `prepare` returns (run first, in the same transaction) goes to `bookkeeping`."""
 
         def attempt() -> StepReport:
             with self.conn.transaction():
+                # Reading the catalog first can wait on a table lock too (information_schema
+                # takes AccessShare); that wait is bounded and retried like the script's.
+                self._set_lock_timeout()
+                before = prepare()
                 report = self._run_script(script)
-                bookkeeping(report)
+                bookkeeping(report, before)
             return report
 
         report = locking.retry_on_lock_timeout(
@@ -217,20 +238,99 @@ class Runner:
         return report
 
     def _apply(self, migration: Migration) -> StepReport:
-        return self._transact(migration, lambda report: ledger.record(
-            self.conn, migration, report.duration_s))
+        return self._transact(
+            migration,
+            lambda report, schema_before: ledger.record(
+                self.conn, migration, report.duration_s, schema_before),
+            prepare=lambda: snapshot.schema_fingerprint(self.conn))
 
-    def _unapply(self, migration: Migration) -> StepReport:
+    def _unapply(self, migration: Migration, entry: ledger.LedgerEntry) -> StepReport:
         assert migration.rollback is not None
-        return self._transact(migration.rollback,
-                              lambda report: ledger.remove(self.conn, migration.version))
+        rollback = migration.rollback
+        if entry.rollback_sha256 and entry.rollback_sha256 != rollback.sha256:
+            self.warnings.append(
+                f"{rollback.label} changed since {migration.label} was applied (sha256 "
+                f"{entry.rollback_sha256[:12]}… then, {rollback.sha256[:12]}… now)")
+        exported: list[exports.ExportedSet] = []
 
-    def execute(self) -> list[StepReport]:
-        """Apply every pending migration, each in its own transaction with its ledger row."""
+        def prepare() -> dict[str, tuple[int, str]]:
+            exported.clear()
+            plan = self.bundle.rollback_exports.get(migration.version)
+            if plan is not None and self.export_dir is not None:
+                if self._export_batch is None:
+                    self._export_batch = exports.export_directory(self.export_dir,
+                                                                  self.conn.info.dbname)
+                exported.extend(exports.write_exports(self.conn, plan, self._export_batch))
+                # The script refuses to drop these rows unless told they are safe on disk.
+                self.conn.execute("SELECT set_config('eventgate.exported', %s, true)",
+                                  (f"{migration.version:03d}",))
+            return self._legacy_content() if self.verify_rollbacks else {}
+
+        def bookkeeping(report: StepReport, legacy_before: dict[str, tuple[int, str]]) -> None:
+            if self.verify_rollbacks:
+                report.verified = self._verify_rollback(migration, entry, legacy_before)
+            ledger.remove(self.conn, migration.version)
+
+        report = self._transact(rollback, bookkeeping, prepare)
+        report.exported = list(exported)
+        if exported:
+            self.warnings.append(
+                f"rolling back {migration.label} deleted what the legacy schema cannot hold; it "
+                f"was exported first: " + ", ".join(f"{e.rows} {e.name}" for e in exported)
+                + f" in {Path(exported[0].path).parent} (CSV with header, manifest.json lists "
+                "rows and sha256); load them back after migrating again, e.g. \\copy "
+                f"{exported[0].name} FROM '{exported[0].path}' CSV HEADER")
+        return report
+
+    def _legacy_content(self) -> dict[str, tuple[int, str]]:
+        """Checksums of whatever answers to the legacy names now: tables, or the views."""
+        found = {}
+        for name in self.bundle.mapping:
+            row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                    (f"public.{name}",)).fetchone()
+            if row and row[0]:
+                found[name] = snapshot.relation_checksum(self.conn, "public", name)
+        return found
+
+    def _verify_rollback(self, migration: Migration, entry: ledger.LedgerEntry,
+                         legacy_before: dict[str, tuple[int, str]]) -> str:
+        """Inside the rollback's transaction: the catalog is what it was before the migration,
+        and the legacy names show the same rows as before the rollback. Otherwise raise, which
+        undoes this step."""
+        problems = []
+        if entry.schema_before is None:
+            self.warnings.append(f"{migration.label}: the schema after its rollback was not "
+                                 "compared, because its ledger row predates schema recording")
+        else:
+            now = snapshot.schema_fingerprint(self.conn)
+            problems += [f"schema {line}" for line in
+                         snapshot.differences(dict(entry.schema_before), dict(now))]
+        legacy_after = self._legacy_content()
+        for name, (rows, checksum) in legacy_before.items():
+            after = legacy_after.get(name)
+            if after is None:
+                problems.append(f"{name} is gone")
+            elif after != (rows, checksum):
+                problems.append(f"{name} held {rows} rows before the rollback and {after[0]} "
+                                "after" if after[0] != rows else
+                                f"{name}: same {rows} rows in number, different content")
+        if problems:
+            raise MigrationError(
+                f"the rollback of {migration.label} did not give back what was there: "
+                + "; ".join(problems) + f". Nothing was rolled back for {migration.label} (its "
+                "transaction was undone). Fix the rollback script, or restore the verified "
+                "backup: eventgate restore --latest")
+        return ("schema as before the migration" if entry.schema_before is not None
+                else "schema not compared") + f", {len(legacy_before)} legacy relations unchanged"
+
+    def execute(self, to: int | None = None) -> list[StepReport]:
+        """Apply every pending migration (or those up to `to`), each in its own transaction
+        with its ledger row."""
         with self._runner_lock():
             self._refuse_on_ledger_problems()
             ledger.ensure(self.conn)
-            return [self._apply(m) for m in self.pending()]
+            return [self._apply(m) for m in self.pending()
+                    if to is None or m.version <= to]
 
     def dry_run(self) -> list[StepReport]:
         """Run the pending migrations in one transaction and roll it back, reporting what each
@@ -283,4 +383,7 @@ class Runner:
             # Every script is found before anything is rolled back.
             migrations = [self.bundle.migration(v)
                           for v in sorted((v for v in applied if v > target), reverse=True)]
-            return [self._unapply(m) for m in migrations]
+            ledger.ensure(self.conn)
+            entries = {e.version: e for e in self.entries()}
+            self._export_batch = None
+            return [self._unapply(m, entries[m.version]) for m in migrations]

@@ -80,3 +80,39 @@ def locate(explicit: str | None) -> tuple[ServerBinaries | None, list[str]]:
             # An explicit directory that does not work is a mistake to report, not to paper over.
             break
     return None, tried
+
+
+def client_tool_candidates(name: str, explicit: str | Path | None = None) -> list[tuple[str, Path]]:
+    """Where a client tool (pg_dump, pg_restore) may be, as (how it was found, path), in order:
+    an explicit directory alone, else the server binaries' directory, PATH, and Debian's
+    per-version directories newest first. Paths that do not exist are left out."""
+    if explicit:
+        # An explicit directory is a decision, not a hint: nothing else is tried behind it.
+        return [("explicit directory", Path(explicit) / name)]
+    found: list[tuple[str, Path]] = []
+    server, _ = locate(os.environ.get("EVENTGATE_PG_BINDIR"))
+    if server is not None:
+        found.append((f"server binaries ({server.found_via})", server.bindir / name))
+    on_path = shutil.which(name)
+    if on_path:
+        found.append(("PATH", Path(on_path)))
+    found.extend(("Debian per-version directory", d / name) for d in _debian_bindirs())
+    unique: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for how, path in found:
+        if os.access(path, os.X_OK) and path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append((how, path))
+    return unique
+
+
+def tool_version(path: Path) -> str | None:
+    """What `<tool> --version` says, as '15.18', or None when the tool does not run."""
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True,
+                             check=False, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # "pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)": the number after the product.
+    match = re.search(r"\)\s*(\d+(?:\.\d+)?)", out)
+    return match.group(1) if match else None

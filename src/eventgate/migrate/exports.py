@@ -1,0 +1,87 @@
+"""Writing out, before a rollback script runs, the rows it would delete that the legacy schema
+cannot hold (the bundle's rollback.toml), so that a rollback never drops them silently."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from eventgate.bundle import RollbackExports
+from eventgate.errors import MigrationError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ExportedSet:
+    version: int
+    name: str
+    rows: int
+    path: str
+    sha256: str
+
+
+def export_directory(root: Path, database: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return root / f"{database}-{stamp}"
+
+
+def _copy_out(conn: psycopg.Connection, query: str, target: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    rows = 0
+    with target.open("wb") as out, conn.cursor() as cur:
+        statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(
+            sql.SQL(query))  # the bundle's own SQL, trusted as its scripts are
+        with cur.copy(statement) as copy:
+            for chunk in copy:
+                out.write(chunk)
+                digest.update(chunk)
+        rows = max(cur.rowcount, 0)
+        out.flush()
+        # On disk before the script drops the rows: a crash right after COMMIT keeps the file.
+        os.fsync(out.fileno())
+    return rows, digest.hexdigest()
+
+
+def write_exports(conn: psycopg.Connection, plan: RollbackExports,
+                  directory: Path) -> list[ExportedSet]:
+    """Lock, export each query's rows to CSV, and return what was written; empty sets leave no
+    file. Runs inside the rollback's transaction, so the rows exported are the rows dropped."""
+    if plan.lock:
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+            sql.SQL(", ").join(sql.Identifier(name) for name in plan.lock)))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MigrationError(f"cannot create the rollback export directory {directory}: {exc}; "
+                             "pass --export-dir to a writable place") from exc
+    written = []
+    for name, query in plan.queries.items():
+        target = directory / f"{plan.version:03d}_{name}.csv"
+        rows, sha = _copy_out(conn, query, target)
+        if rows == 0:
+            target.unlink()
+            continue
+        written.append(ExportedSet(plan.version, name, rows, str(target), sha))
+    if written:
+        _add_to_manifest(directory, written, conn.info.dbname)
+    return written
+
+
+def _add_to_manifest(directory: Path, written: list[ExportedSet], database: str) -> None:
+    manifest = directory / MANIFEST
+    entries: dict[str, Any] = (json.loads(manifest.read_text(encoding="utf-8"))
+                               if manifest.exists() else {"database": database, "sets": []})
+    entries["sets"] += [asdict(w) | {"exported_at": datetime.now(UTC).isoformat()}
+                        for w in written]
+    partial = manifest.with_name(MANIFEST + ".partial")
+    partial.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, manifest)

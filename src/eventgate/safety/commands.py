@@ -1,0 +1,207 @@
+"""`eventgate backup` and `eventgate restore`: the CLI glue around eventgate.safety.
+
+cli.py adds the common options (--dsn, --bundle, --traceback) with its `verb()` helper and
+prints a raised EventgateError as `FAILED: ...`; `configure_backup` / `configure_restore` add
+the rest, or `add_commands(verb)` does both verbs at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.markup import escape
+
+from eventgate import dsn as dsn_mod
+from eventgate.console import console
+from eventgate.errors import ConfigError
+from eventgate.safety.backup import Progress, prune, take_backup
+from eventgate.safety.catalog import BackupRecord
+from eventgate.safety.restore import plan_restore, restore_latest
+
+Handler = Callable[[argparse.Namespace], int]
+DEFAULT_BACKUP_DIR = "backups"
+NOT_CONFIRMED = 2  # exit code of a restore shown but not carried out (no --yes)
+
+
+def _dsn(args: argparse.Namespace) -> str:
+    value: str | None = args.dsn or os.environ.get("EVENTGATE_DSN")
+    if not value:
+        raise ConfigError("no database given: pass --dsn 'postgresql://user@host:5432/dbname' "
+                          "or set EVENTGATE_DSN")
+    dsn_mod.parse(value)
+    return value
+
+
+def _backup_dir(args: argparse.Namespace) -> Path:
+    return Path(args.backup_dir or os.environ.get("EVENTGATE_BACKUP_DIR") or DEFAULT_BACKUP_DIR)
+
+
+@contextmanager
+def _status(text: str) -> Iterator[Progress]:
+    """A rich spinner whose text follows the work; silent when output is not a terminal."""
+    with console.status(escape(text)) as status:
+        yield lambda line: status.update(escape(line))
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _migration(record: BackupRecord) -> str:
+    return ("before any migration" if record.migration_version is None
+            else f"at migration {record.migration_version:03d}")
+
+
+def _when(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _summary(record: BackupRecord) -> str:
+    migrated = _migration(record)
+    rows = sum(t.rows for t in record.tables.values())
+    return (f"{record.database}, {len(record.tables)} tables, {rows} rows, {migrated}, "
+            f"PostgreSQL {record.server_version}")
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Back up the database with pg_dump into --backup-dir. Each table's rows and checksum
+    are taken in the dump's own snapshot; --verify restores the dump into a scratch database
+    and compares every table, --retention-days N then prunes this database's backups older
+    than N days but never the newest verified one. Exits 1 on FAILED or NOT VERIFIED."""
+    dsn = _dsn(args)
+    directory = _backup_dir(args)
+    quiet = args.json
+    if not quiet:
+        console.print(f"backing up {dsn_mod.describe(dsn)} into {directory}/")
+    started = time.monotonic()
+    with _status("pg_dump") as progress:
+        record = take_backup(dsn, directory, verify=args.verify, progress=progress,
+                             bindir=args.pg_bindir)
+    took = time.monotonic() - started
+    verification = record.verification
+    ok = verification is None or verification.ok
+    if quiet:
+        data = {**record.to_json(), "metadata_file": str(record.meta_path)}
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        console.print(f"[green]backed up[/] {escape(_summary(record))}\n  {record.dump_path} "
+                      f"({_size(record.size_bytes)}, sha256 {record.sha256[:12]}…) in "
+                      f"{took:.2f} s")
+        if verification is None:
+            console.print("[yellow]not verified[/]: restore --latest uses verified backups "
+                          "only; add --verify to prove this one restores")
+        elif verification.ok:
+            console.print(f"[green]verified[/]: restored into {verification.scratch_database} "
+                          "(dropped), every table's rows and checksum match")
+        else:
+            console.print(f"[red]NOT VERIFIED:[/] {escape(record.dump_file)} cannot be "
+                          "trusted and will never be picked by restore --latest:")
+            for problem in verification.problems:
+                console.print(f"  [red]✗[/] {escape(problem)}")
+    if ok and args.retention_days is not None:
+        pruned = prune(directory, record.database, args.retention_days)
+        if not quiet:
+            for note in pruned.notes:
+                console.print(f"  [yellow]![/] {escape(note)}")
+            console.print(f"pruned {len(pruned.removed)} files older than "
+                          f"{args.retention_days:g} days"
+                          + "".join(f"\n  - {path.name}" for path in pruned.removed))
+    return 0 if ok else 1
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Replace the database with its latest verified backup from --backup-dir. The backup is
+    restored into a new database and checked table by table against its checksums; then the
+    other sessions are ended and the names swapped, and the current database is kept under
+    another name until you drop it. Needs --latest, and --yes to act (without it: prints the
+    plan, changes nothing, exits 2)."""
+    dsn = _dsn(args)
+    directory = _backup_dir(args)
+    plan = plan_restore(dsn, directory)
+    record = plan.record
+    verified_at = _when(record.verification.at) if record.verification else "?"
+    console.print(
+        f"restore {dsn_mod.describe(dsn)} from {record.dump_path}\n"
+        f"  taken {_when(record.created_at)}, verified {verified_at}: "
+        f"{escape(_summary(record))}"
+        f"\n  ends {plan.sessions} other session(s) on {plan.database}; the current database "
+        f"is kept as {plan.database}_pre_restore_<time>")
+    for skipped in plan.skipped:
+        console.print(f"  [yellow]![/] skipped {escape(skipped)}: newer, but not verified")
+    if not args.yes:
+        console.print("nothing changed: add --yes to restore")
+        return NOT_CONFIRMED
+    with _status("restoring") as progress:
+        report = restore_latest(dsn, directory, progress=progress, bindir=args.pg_bindir)
+    console.print(
+        f"[green]restored[/] {report.database} from {record.dump_file} (taken "
+        f"{_when(record.created_at)}, {_migration(record)}) in {report.duration_s:.2f} s: "
+        f"{report.sessions_ended} session(s) ended, "
+        f"{report.settings_copied} database setting(s) copied\n"
+        f"  the previous database is kept as {report.previous_database}; drop it once "
+        f"satisfied: {escape(report.drop_hint())}")
+    for note in report.notes:
+        console.print(f"  [yellow]![/] {escape(note)}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backup-dir", metavar="DIR", help="where backups and their metadata "
+                   f"live [env EVENTGATE_BACKUP_DIR; default {DEFAULT_BACKUP_DIR}]")
+    p.add_argument("--pg-bindir", metavar="DIR", help="directory holding pg_dump and "
+                   "pg_restore (default: the server binaries' directory, PATH, then "
+                   "/usr/lib/postgresql/*/bin, newest first)")
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the retention must be 0 days or more")
+    return days
+
+
+def configure_backup(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--verify", action="store_true", help="restore the dump into a scratch "
+                   "database and compare every table's rows and checksum (only verified "
+                   "backups are used by restore --latest)")
+    p.add_argument("--retention-days", type=_days, metavar="N", help="after a successful "
+                   "backup, delete this database's backups older than N days, except the "
+                   "newest verified one (default: keep everything)")
+    p.add_argument("--json", action="store_true", help="print the backup's record as JSON "
+                   "instead of a summary")
+
+
+def configure_restore(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--latest", action="store_true", required=True, help="restore the newest "
+                   "verified backup of the database (required: choosing another backup is not "
+                   "supported yet)")
+    p.add_argument("--yes", action="store_true", help="really restore: ends every other "
+                   "session on the database (without it: show the plan, change nothing, exit 2)")
+
+
+def add_commands(verb: Callable[[str, Handler], argparse.ArgumentParser]) -> None:
+    """Both verbs, for cli.py: add_commands(verb)."""
+    configure_backup(verb("backup", cmd_backup))
+    configure_restore(verb("restore", cmd_restore))
+
+
+__all__ = ["add_commands", "cmd_backup", "cmd_restore", "configure_backup",
+           "configure_restore"]

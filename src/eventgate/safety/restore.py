@@ -1,0 +1,367 @@
+"""The emergency path: put a database back to its latest verified backup without losing what
+it holds now.
+
+The backup is restored into a new database and checked table by table first; only then are the
+other sessions ended and the names swapped, in one transaction, so the live database is either
+untouched or kept whole under another name for the operator to inspect and drop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from eventgate import dsn as dsn_mod
+from eventgate.errors import BackupError
+from eventgate.safety import backup, catalog
+from eventgate.safety.backup import MAINTENANCE_DB, Progress, connect
+from eventgate.safety.catalog import BackupRecord
+
+END_SESSIONS_TIMEOUT_S = 10.0
+TERMINATE_WAIT_MS = 5000
+RENAME_ATTEMPTS = 3
+DATABASE_PRIVILEGES = {"CREATE", "CONNECT", "TEMPORARY"}
+
+# Settings whose value is a list of quoted items (GUC_LIST_QUOTE in PostgreSQL): stored as
+# '"$user", public', they must be set item by item, as pg_dump does, or become one odd name.
+LIST_SETTINGS = {"search_path", "temp_tablespaces", "session_preload_libraries",
+                 "shared_preload_libraries", "local_preload_libraries",
+                 "unix_socket_directories"}
+
+
+def quote_ident(name: str) -> str:
+    """An identifier quoted for pasting into psql, whatever its case or spelling."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore would do, found without changing anything."""
+
+    database: str
+    record: BackupRecord
+    sessions: int  # other sessions on the database right now; a restore ends them
+    skipped: list[str] = field(default_factory=list)  # newer backups that are not verified
+
+
+@dataclass
+class RestoreReport:
+    database: str
+    record: BackupRecord
+    sessions_ended: int
+    previous_database: str  # the database as it was before, kept under this name
+    settings_copied: int
+    duration_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def drop_hint(self) -> str:
+        return f"DROP DATABASE {quote_ident(self.previous_database)};"
+
+
+def _target_name(dsn: str) -> str:
+    name = dsn_mod.parse(dsn).get("dbname") or os.environ.get("PGDATABASE")
+    if not name:
+        raise BackupError(f"the DSN {dsn_mod.describe(dsn)} names no database; a restore needs "
+                          "the database to replace: add it, e.g. postgresql://host/dbname")
+    return name
+
+
+def _no_backup(directory: Path, database: str, dsn: str) -> BackupError:
+    records, unreadable = catalog.scan(directory, database)
+    if not directory.is_dir():
+        found = "that directory does not exist"
+    elif not records:
+        found = f"it holds no backup of {database}"
+    else:
+        newest = records[-1]
+        if newest.verified:
+            why = "its dump file is missing"
+        elif newest.verification is None:
+            why = "never verified"
+        else:
+            why = "verification failed: " + "; ".join(newest.verification.problems)
+        found = (f"it holds {len(records)} backup(s) of {database}, none both verified and "
+                 f"present (newest {newest.dump_file}: {why})")
+    if unreadable:
+        found += f"; unreadable metadata: {'; '.join(unreadable)}"
+    return BackupError(
+        f"refusing to restore {database}: no verified backup in {directory.resolve()}: {found}. "
+        f"Nothing was changed. Make one with: eventgate backup --verify --dsn "
+        f"'{dsn_mod.redact(dsn)}' --backup-dir {directory}")
+
+
+def _privilege_problem(conn: psycopg.Connection, database: str) -> str | None:
+    """Why the current role cannot swap `database`, or None: renaming needs CREATEDB and
+    ownership, ending other sessions needs pg_signal_backend (a superuser has all of it)."""
+    row = conn.execute(
+        "SELECT r.rolname, r.rolsuper, r.rolcreatedb, pg_has_role(r.oid, d.datdba, 'MEMBER'), "
+        "pg_has_role(r.oid, 'pg_signal_backend', 'MEMBER'), pg_get_userbyid(d.datdba) "
+        "FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = %s",
+        (database,)).fetchone()
+    assert row is not None
+    role, superuser, createdb, owner, signal, dba = row
+    if superuser:
+        return None
+    missing = [what for ok, what in ((createdb, "CREATEDB"),
+                                     (owner, f"membership in {dba}, the owner of {database}"),
+                                     (signal, "membership in pg_signal_backend")) if not ok]
+    if not missing:
+        return None
+    return (f"role {role} cannot restore {database}: it lacks {', '.join(missing)} (a restore "
+            "creates a database, renames two and ends other sessions); connect as a superuser, "
+            f"or grant them: ALTER ROLE {quote_ident(role)} CREATEDB; GRANT pg_signal_backend "
+            f"TO {quote_ident(role)}; GRANT {quote_ident(dba)} TO {quote_ident(role)}")
+
+
+def _other_sessions(conn: psycopg.Connection, database: str) -> list[tuple[object, ...]]:
+    return conn.execute(
+        "SELECT pid, usename, application_name, backend_type FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchall()
+
+
+def plan_restore(dsn: str, directory: Path | str, *,
+                 maintenance_dsn: str | None = None) -> RestorePlan:
+    """Which backup a restore of the database in `dsn` would use and whom it would cut off;
+    raises BackupError, changing nothing, when it could not go ahead."""
+    directory = Path(directory)
+    database = _target_name(dsn)
+    maintenance = maintenance_dsn or dsn_mod.with_dbname(dsn, MAINTENANCE_DB)
+    if _target_name(maintenance) == database:
+        raise BackupError(f"cannot restore {database} while connected to it as the maintenance "
+                          "database: pass a maintenance DSN naming another database")
+    record = catalog.latest_verified(directory, database)
+    if record is None:
+        raise _no_backup(directory, database, dsn)
+    records, _ = catalog.scan(directory, database)
+    skipped = [r.dump_file for r in records if r.created > record.created]
+    with connect(maintenance, what=" (the maintenance database)") as conn:
+        if backup.database_properties(conn, database) is None:
+            raise BackupError(
+                f"database {database} does not exist on {dsn_mod.describe(maintenance)}; this "
+                "restore replaces an existing database. To bring back one that is gone: "
+                f"createdb {database} and pg_restore --dbname {database} "
+                f"{record.dump_path}")
+        problem = _privilege_problem(conn, database)
+        if problem:
+            raise BackupError(problem)
+        sessions = len(_other_sessions(conn, database))
+    return RestorePlan(database, record, sessions, skipped)
+
+
+def _set_setting(name: str, value: str) -> sql.Composable:
+    if name.lower() in LIST_SETTINGS:
+        items = [sql.Literal(item) for item in _split_list(value)] or [sql.Literal("")]
+        return sql.SQL("SET {} TO {}").format(sql.Identifier(name), sql.SQL(", ").join(items))
+    return sql.SQL("SET {} TO {}").format(sql.Identifier(name), sql.Literal(value))
+
+
+def _split_list(value: str) -> list[str]:
+    """'"$user", public' → ['$user', 'public'] (PostgreSQL's SplitGUCList)."""
+    items, current, quoted, i = [], "", False, 0
+    while i < len(value):
+        char = value[i]
+        if quoted:
+            if char == '"' and value[i + 1:i + 2] == '"':
+                current += '"'
+                i += 1
+            elif char == '"':
+                quoted = False
+            else:
+                current += char
+        elif char == '"':
+            quoted = True
+        elif char == ",":
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+        i += 1
+    items.append(current.strip())
+    return [item for item in items if item]
+
+
+def _copy_database_properties(conn: psycopg.Connection, source: str, target: str) -> tuple[
+        int, list[str]]:
+    """pg_dump leaves out what belongs to the database itself (it is not in the archive
+    without --create): its ALTER DATABASE ... SET settings, privileges and comment. Copied
+    from the live database; returns (settings copied, notes)."""
+    notes: list[str] = []
+    ident = sql.Identifier(target)
+    settings = conn.execute(
+        "SELECT unnest(s.setconfig) FROM pg_db_role_setting s "
+        "JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
+        (source,)).fetchall()
+    for (entry,) in settings:
+        name, _, value = str(entry).partition("=")
+        conn.execute(sql.SQL("ALTER DATABASE {} ").format(ident) + _set_setting(name, value))
+    for role, entry in conn.execute(
+            "SELECT pg_get_userbyid(s.setrole), unnest(s.setconfig) FROM pg_db_role_setting s "
+            "JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s "
+            "AND s.setrole <> 0", (source,)).fetchall():
+        notes.append(f"not copied (role-specific): ALTER ROLE {role} IN DATABASE {source} SET "
+                     f"{entry}; it stays with {source}'s previous database")
+    props = backup.database_properties(conn, source) or {}
+    if props.get("datacl") is not None:
+        _copy_privileges(conn, source, target, str(props["owner"]))
+    if props.get("comment") is not None:
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            ident, sql.Literal(props["comment"])))
+    before, after = _privileges(conn, source), _privileges(conn, target)
+    if before != after:
+        notes.append(f"database privileges of {source} differ after the copy (grantors are "
+                     f"recorded as the owner): before {before}, now {after}")
+    return len(settings), notes
+
+
+def _privileges(conn: psycopg.Connection, name: str) -> list[str]:
+    props = backup.database_properties(conn, name) or {}
+    return sorted(props.get("datacl") or [])
+
+
+def _copy_privileges(conn: psycopg.Connection, source: str, target: str, owner: str) -> None:
+    ident = sql.Identifier(target)
+    # From nothing, then exactly the live database's grants (the owner's own included).
+    for grantee in (sql.SQL("PUBLIC"), sql.Identifier(owner)):
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(ident, grantee))
+    for grantee, privilege, grantable in conn.execute(
+            "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
+            "a.privilege_type, a.is_grantable FROM pg_database d, aclexplode(d.datacl) a "
+            "WHERE d.datname = %s", (source,)).fetchall():
+        if privilege not in DATABASE_PRIVILEGES:
+            continue
+        to = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
+        conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+            sql.SQL(privilege), ident, to, sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+
+
+def _end_sessions(conn: psycopg.Connection, database: str) -> int:
+    """Terminate every other session on `database` and wait until none is left; returns how
+    many client sessions were ended."""
+    ended = 0
+    deadline = time.monotonic() + END_SESSIONS_TIMEOUT_S
+    while True:
+        rows = conn.execute(
+            "SELECT backend_type, pg_terminate_backend(pid, %s) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (TERMINATE_WAIT_MS, database)).fetchall()
+        ended += sum(1 for kind, _ in rows if kind == "client backend")
+        left = _other_sessions(conn, database)
+        if not left:
+            return ended
+        if time.monotonic() > deadline:
+            raise BackupError(
+                f"sessions on {database} did not end within {END_SESSIONS_TIMEOUT_S:.0f} s: "
+                f"{left}; nothing was swapped and {database} accepts connections again")
+        time.sleep(0.05)
+
+
+def _swap(conn: psycopg.Connection, database: str, restored: str, previous: str,
+          report: Progress) -> int:
+    """End the other sessions of `database`, then rename it to `previous` and `restored` to
+    `database` in one transaction: both renames happen, or neither."""
+    props = backup.database_properties(conn, database) or {}
+    allowed = bool(props.get("datallowconn", True))
+    limit = int(props.get("datconnlimit", -1))
+    target = sql.Identifier(database)
+    # Closed first, so an application cannot reconnect between the terminations and the rename.
+    conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(target))
+    swapped = False
+    try:
+        report(f"ending the other sessions of {database}")
+        ended = _end_sessions(conn, database)
+        for attempt in range(1, RENAME_ATTEMPTS + 1):
+            try:
+                with conn.transaction():
+                    report(f"renaming {database} → {previous}, {restored} → {database}")
+                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        target, sql.Identifier(previous)))
+                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(restored), target))
+                    conn.execute(sql.SQL(
+                        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {} CONNECTION LIMIT {}").format(
+                            target, sql.SQL(str(allowed).lower()), sql.Literal(limit)))
+                    # The previous state stays reachable for the operator, by its new name.
+                    conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                        sql.Identifier(previous), sql.SQL(str(allowed).lower())))
+                swapped = True
+                return ended
+            except psycopg.errors.ObjectInUse:
+                # A session slipped in (or autovacuum started) between the check and the rename.
+                if attempt == RENAME_ATTEMPTS:
+                    raise
+                ended += _end_sessions(conn, database)
+        raise AssertionError("unreachable")
+    finally:
+        if not swapped and allowed:
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(target))
+
+
+def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | None = None,
+                   progress: Progress | None = None,
+                   bindir: str | Path | None = None) -> RestoreReport:
+    """Replace the database of `dsn` with its latest verified backup in `directory`.
+
+    Restores into `<db>_restoring_<stamp>` (created from template0 like the live database),
+    compares every table with the backup's checksums, copies the database's own settings,
+    privileges and comment, ends the other sessions and swaps the names; the live database is
+    kept as `<db>_pre_restore_<stamp>`. Any failure before the swap drops the new database and
+    leaves the live one untouched."""
+    report = progress or backup.no_progress
+    started = time.monotonic()
+    maintenance = maintenance_dsn or dsn_mod.with_dbname(dsn, MAINTENANCE_DB)
+    plan = plan_restore(dsn, directory, maintenance_dsn=maintenance)
+    database, record = plan.database, plan.record
+    report(f"checking the sha256 of {record.dump_file}")
+    problems = backup.file_problems(record)
+    if problems:
+        raise BackupError(f"refusing to restore {database} from {record.dump_file}: "
+                          f"{'; '.join(problems)}. Nothing was changed.")
+    stamp = datetime.now(UTC).strftime(backup.DB_STAMP)
+    with connect(maintenance, what=" (the maintenance database)") as conn:
+        tool = backup.find_tool("pg_restore", backup.server_version(conn), bindir)
+        restored = backup.free_database_name(conn, database, f"_restoring_{stamp}")
+        report(f"creating {restored}")
+        backup.create_database_like(conn, restored, database, same_owner=True)
+        swapped = False
+        try:
+            settings, notes = _fill(conn, tool, record, maintenance, database, restored, report)
+            previous = backup.free_database_name(conn, database, f"_pre_restore_{stamp}")
+            ended = _swap(conn, database, restored, previous, report)
+            swapped = True
+        except (BackupError, psycopg.Error) as exc:
+            raise BackupError(
+                f"restoring {database} from {record.dump_file} failed: "
+                f"{dsn_mod.redact(str(exc)).strip()}; {database} is untouched and {restored} "
+                "was dropped") from exc
+        finally:
+            if not swapped:
+                report(f"dropping {restored}")
+                backup.drop_database(conn, restored)
+    if plan.skipped:
+        notes.append(f"newer backups skipped, not verified: {', '.join(plan.skipped)}")
+    return RestoreReport(database, record, ended, previous, settings,
+                         time.monotonic() - started, notes)
+
+
+def _fill(conn: psycopg.Connection, tool: backup.Tool, record: BackupRecord, maintenance: str,
+          database: str, restored: str, report: Progress) -> tuple[int, list[str]]:
+    """pg_restore into `restored`, prove it equals the backup, copy the database's own
+    properties; raises BackupError when anything differs."""
+    report(f"pg_restore {tool.version} of {record.dump_file} into {restored}")
+    # Owners are kept: the application's roles rely on them (and on the grants), and the
+    # restored database must be the backed-up one, not a copy owned by whoever restored it.
+    backup.run_pg_restore(tool, record.dump_path, maintenance, restored, keep_owners=True)
+    report(f"counting and checksumming the tables of {restored}")
+    with connect(dsn_mod.with_dbname(maintenance, restored), pinned=True) as check:
+        found = backup.table_sums(check)
+    problems = backup.compare_tables(record.tables, found)
+    if problems:
+        raise BackupError(f"the restore of {record.dump_file} does not match its metadata, so "
+                          f"{database} was left untouched: {'; '.join(problems)}")
+    return _copy_database_properties(conn, database, restored)

@@ -1,0 +1,237 @@
+"""`eventgate restore --latest` against a real PostgreSQL: the database comes back exactly as it
+was backed up, the other sessions are ended, and the state it replaced is kept, never lost."""
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from eventgate.bundle import Bundle
+from eventgate.checks.snapshot import differences, fingerprint
+from eventgate.console import console
+from eventgate.errors import BackupError, EventgateError
+from eventgate.fixtures import migrate
+from eventgate.pg.databases import Database, Databases
+from eventgate.pg.server import Server
+from eventgate.safety.backup import take_backup
+from eventgate.safety.catalog import BackupRecord
+from eventgate.safety.commands import add_commands
+from eventgate.safety.restore import restore_latest
+
+pytestmark = pytest.mark.destructive
+
+
+def run_cli(*argv: str) -> int:
+    """The two verbs as cli.main runs them (its verb() helper and its FAILED line)."""
+    parser = argparse.ArgumentParser(prog="eventgate")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def verb(name, handler):  # type: ignore[no-untyped-def]
+        p = sub.add_parser(name)
+        p.set_defaults(handler=handler)
+        p.add_argument("--dsn")
+        p.add_argument("--bundle")
+        p.add_argument("--traceback", action="store_true")
+        return p
+
+    add_commands(verb)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except EventgateError as exc:
+        console.print(f"FAILED: {exc}")
+        return 1
+
+
+def databases_named(server: Server, prefix: str) -> list[str]:
+    with server.connect() as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE left(datname, length(%s)) = %s",
+            (prefix, prefix)).fetchall()]
+
+
+@pytest.fixture
+def target(legacy_db: Database, pg_server: Server, databases: Databases) -> Iterator[Database]:
+    """legacy_db, with whatever a restore leaves beside it (`<name>_pre_restore_...`, or a
+    `_restoring_` one a failed test left) dropped afterwards."""
+    yield legacy_db
+    for name in databases_named(pg_server, f"{legacy_db.name}_"):
+        databases.drop(Database(name, ""))
+
+
+def snapshot_of(db: Database) -> dict[str, object]:
+    with db.connect() as conn:
+        return fingerprint(conn)
+
+
+def test_restore_latest_brings_the_backup_back_and_keeps_what_it_replaced(
+        target: Database, pg_server: Server, reference_bundle: Bundle, tmp_path: Path) -> None:
+    before = snapshot_of(target)
+    record = take_backup(target.dsn, tmp_path, verify=True)
+    assert record.verified
+    with target.connect() as conn:
+        conn.execute("DELETE FROM wedding_invitations WHERE id % 3 = 0")
+        conn.execute("CREATE TABLE written_after_the_backup (id int)")
+    migrate(target, reference_bundle)
+    other = target.connect()
+    other.execute("SELECT 1")
+
+    report = restore_latest(target.dsn, tmp_path)
+
+    with pytest.raises(psycopg.OperationalError):
+        other.execute("SELECT 1")
+    other.close()
+    assert report.sessions_ended >= 1
+    assert report.record.meta_path == record.meta_path
+    assert report.record.migration_version is None
+    after = snapshot_of(target)
+    assert differences(before, after) == []
+    assert after == before
+    assert report.previous_database.startswith(f"{target.name}_pre_restore_")
+    previous = Database(report.previous_database, pg_server.dsn_for(report.previous_database))
+    with previous.connect() as conn:
+        assert conn.execute("SELECT max(version) FROM eventgate_ledger.migration_ledger"
+                            ).fetchone() == (10,)
+        assert conn.execute("SELECT to_regclass('written_after_the_backup') IS NOT NULL"
+                            ).fetchone() == (True,)
+    assert report.drop_hint() == f'DROP DATABASE "{report.previous_database}";'
+    assert databases_named(pg_server, f"{target.name}_restoring_") == []
+
+
+def test_restore_keeps_the_databases_owner_settings_privileges_and_comment(
+        target: Database, pg_server: Server, tmp_path: Path) -> None:
+    name = target.name
+    owner = f"{name}_owner"  # derived from the database: unique under xdist
+    setup = [
+        f'CREATE ROLE "{owner}"',
+        f'ALTER DATABASE "{name}" OWNER TO "{owner}"',
+        f'ALTER DATABASE "{name}" SET search_path = "$user", public, "Odd, Name"',
+        f"ALTER DATABASE \"{name}\" SET work_mem = '7MB'",
+        f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC',
+        f'GRANT CONNECT ON DATABASE "{name}" TO PUBLIC',
+        f"COMMENT ON DATABASE \"{name}\" IS 'the wedding database'",
+    ]
+    describe = ("SELECT pg_get_userbyid(d.datdba), d.datacl::text, "
+                "shobj_description(d.oid, 'pg_database'), d.datallowconn, "
+                "(SELECT setconfig FROM pg_db_role_setting "
+                " WHERE setdatabase = d.oid AND setrole = 0) "
+                "FROM pg_database d WHERE datname = %s")
+    with pg_server.connect() as conn:
+        for statement in setup:
+            conn.execute(statement)
+        try:
+            wanted = conn.execute(describe, (name,)).fetchone()
+            take_backup(target.dsn, tmp_path, verify=True)
+            report = restore_latest(target.dsn, tmp_path)
+            assert report.settings_copied == 2
+            assert report.notes == []
+            assert conn.execute(describe, (name,)).fetchone() == wanted
+            assert conn.execute(describe, (report.previous_database,)).fetchone() == wanted
+        finally:
+            for db in databases_named(pg_server, name):
+                conn.execute(f'ALTER DATABASE "{db}" OWNER TO postgres')
+            conn.execute(f'DROP ROLE "{owner}"')
+    with target.connect() as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public, "Odd, Name"',)
+
+
+def test_no_verified_backup_is_refused_naming_the_directory(
+        target: Database, pg_server: Server, tmp_path: Path) -> None:
+    before = snapshot_of(target)
+    with pytest.raises(BackupError) as empty:
+        restore_latest(target.dsn, tmp_path / "nowhere")
+    message = str(empty.value)
+    assert f"no verified backup in {tmp_path / 'nowhere'}" in message
+    assert "that directory does not exist" in message
+    assert "eventgate backup --verify" in message and "Nothing was changed" in message
+
+    take_backup(target.dsn, tmp_path, verify=False)
+    with pytest.raises(BackupError) as unverified:
+        restore_latest(target.dsn, tmp_path)
+    assert f"no verified backup in {tmp_path}" in str(unverified.value)
+    assert "never verified" in str(unverified.value)
+    assert snapshot_of(target) == before
+    assert databases_named(pg_server, f"{target.name}_") == []
+
+
+def test_a_restore_that_does_not_match_its_metadata_leaves_the_database_alone(
+        target: Database, pg_server: Server, tmp_path: Path) -> None:
+    record = take_backup(target.dsn, tmp_path, verify=True)
+    with target.connect() as conn:
+        conn.execute("DELETE FROM wedding_sections WHERE id % 2 = 0")
+    before = snapshot_of(target)
+    # Verified, but its metadata no longer describes the dump (edited, or a bug).
+    record.tables["public.tenants"].checksum = "1"
+    record.save(record.meta_path)  # type: ignore[arg-type]
+    other = target.connect()
+
+    with pytest.raises(BackupError) as refused:
+        restore_latest(target.dsn, tmp_path)
+
+    message = str(refused.value)
+    assert "does not match its metadata" in message and "public.tenants" in message
+    assert f"{target.name} is untouched" in message
+    other.execute("SELECT 1")  # not ended
+    other.close()
+    assert snapshot_of(target) == before
+    assert databases_named(pg_server, f"{target.name}_") == []
+
+
+def test_a_role_that_cannot_swap_databases_is_told_what_it_lacks(
+        target: Database, pg_server: Server, tmp_path: Path) -> None:
+    weak = f"{target.name}_weak"
+    take_backup(target.dsn, tmp_path, verify=True)
+    with pg_server.connect() as conn:
+        conn.execute(f'CREATE ROLE "{weak}" LOGIN')
+        try:
+            with pytest.raises(BackupError) as refused:
+                restore_latest(f"{target.dsn} user={weak}", tmp_path)
+        finally:
+            conn.execute(f'DROP ROLE "{weak}"')
+    message = str(refused.value)
+    assert f"role {weak} cannot restore {target.name}" in message
+    assert "CREATEDB" in message and "pg_signal_backend" in message
+    assert "membership in postgres, the owner of" in message
+    assert databases_named(pg_server, f"{target.name}_") == []
+
+
+def test_a_damaged_verified_backup_is_refused(target: Database, tmp_path: Path) -> None:
+    record = take_backup(target.dsn, tmp_path, verify=True)
+    with record.dump_path.open("r+b") as dump:
+        dump.seek(100)
+        dump.write(b"\0" * 16)
+    with pytest.raises(BackupError) as refused:
+        restore_latest(target.dsn, tmp_path)
+    assert "sha256 mismatch" in str(refused.value)
+    assert "Nothing was changed" in str(refused.value)
+
+
+def test_restore_command_shows_the_plan_and_acts_only_with_yes(
+        target: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = take_backup(target.dsn, tmp_path, verify=True)
+    with target.connect() as conn:
+        conn.execute("TRUNCATE wedding_sections")
+    changed = snapshot_of(target)
+    args = ("restore", "--dsn", target.dsn, "--backup-dir", str(tmp_path), "--latest")
+
+    assert run_cli(*args) == 2
+    out = capsys.readouterr().out
+    assert str(record.dump_path) in out and "add --yes to restore" in out
+    assert snapshot_of(target) == changed
+
+    assert run_cli(*args, "--yes") == 0
+    out = capsys.readouterr().out
+    assert f"restored {target.name}" in out and "_pre_restore_" in out
+    assert "DROP DATABASE" in out
+    with target.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM wedding_sections").fetchone() == (
+            record.tables["public.wedding_sections"].rows,)
+    assert BackupRecord.load(record.meta_path).verified  # type: ignore[arg-type]
+
+
+def test_restore_command_requires_latest(target: Database, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as usage:
+        run_cli("restore", "--dsn", target.dsn, "--backup-dir", str(tmp_path), "--yes")
+    assert usage.value.code == 2
