@@ -1,0 +1,248 @@
+"""The promises to operators, kept by doing them: a gradual rollback verified step by step that
+returns the database to where it was, non-wedding events exported rather than dropped, a failure
+inside any migration or a killed runner leaving nothing half-done, and a rerun that completes."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from eventgate.bundle import Bundle, load_bundle
+from eventgate.checks.snapshot import differences, fingerprint
+from eventgate.cli import main
+from eventgate.errors import MigrationError
+from eventgate.migrate import locking
+from eventgate.migrate.runner import Runner
+from eventgate.migrate.sqlsplit import split_statements
+from eventgate.pg.databases import Database, Databases
+
+pytestmark = pytest.mark.destructive
+
+
+def _applied(conn: psycopg.Connection) -> list[int]:
+    return [r[0] for r in conn.execute(
+        "SELECT version FROM eventgate_ledger.migration_ledger ORDER BY 1").fetchall()]
+
+
+def _engine_made_events(conn: psycopg.Connection) -> None:
+    """What the new application writes in the blue-green window: another event type with its
+    people and sections, and an event type of its own."""
+    conn.execute("INSERT INTO event_types (code, name, plugin) VALUES ('gala', 'Gala', 'gala')")
+    conn.execute(
+        "INSERT INTO events (tenant_id, event_type, title, slug) SELECT id, 'conference', "
+        "'DevConf', 'devconf' FROM tenants ORDER BY id LIMIT 1")
+    conn.execute(
+        "INSERT INTO event_participants (event_id, tenant_id, role, display_name) "
+        "SELECT id, tenant_id, 'speaker', 'Ada' FROM events WHERE slug = 'devconf'")
+    conn.execute(
+        "INSERT INTO event_sections (event_id, section_type, title, position) "
+        "SELECT id, 'agenda', 'Day one', 1 FROM events WHERE slug = 'devconf'")
+
+
+def test_gradual_rollback_is_verified_step_by_step_and_returns_everything(
+        legacy_db: Database, reference_bundle: Bundle) -> None:
+    with legacy_db.connect() as conn:
+        before = fingerprint(conn)
+        runner = Runner(conn, reference_bundle)
+        runner.execute()
+        reports = runner.rollback(to=0)
+        after = fingerprint(conn)
+    assert [r.version for r in reports] == [10, 9, 8, 7, 6]
+    assert all(r.verified and r.verified.startswith("schema as before the migration")
+               for r in reports)
+    assert differences(before, after) == []
+    assert runner.warnings == []
+
+
+def test_rolling_back_past_the_engines_events_exports_them_and_says_so(
+        legacy_db: Database, reference_bundle: Bundle, tmp_path: Path) -> None:
+    with legacy_db.connect() as conn:
+        before = fingerprint(conn)
+        runner = Runner(conn, reference_bundle, export_dir=tmp_path / "exports")
+        runner.execute()
+        _engine_made_events(conn)
+        reports = runner.rollback(to=0)
+        after = fingerprint(conn)
+    exported = {e.name: e for r in reports for e in r.exported}
+    assert {name: e.rows for name, e in exported.items()} == {
+        "events": 1, "event_participants": 1, "event_sections": 1, "event_types": 1}
+    with open(exported["events"].path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["event_type"], r["slug"]) for r in rows] == [("conference", "devconf")]
+    with open(exported["event_types"].path, newline="", encoding="utf-8") as fh:
+        assert [r["code"] for r in csv.DictReader(fh)] == ["gala"]
+    assert any("exported first: 1 events, 1 event_participants, 1 event_sections" in w
+               for w in runner.warnings)
+    # Schema and every row as before; only the legacy sequence moved on, past the engine's ids,
+    # so that no id is handed out twice.
+    assert [d for d in differences(before, after) if not d.startswith("sequences")] == []
+
+
+def test_without_an_export_directory_the_rollback_refuses_instead(
+        migrated_db: Database, reference_bundle: Bundle) -> None:
+    with migrated_db.connect() as conn:
+        _engine_made_events(conn)
+        runner = Runner(conn, reference_bundle)
+        with pytest.raises(MigrationError) as refused:
+            runner.rollback(to=0)
+        assert _applied(conn) == [6, 7]
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    assert "rollback of 007 would delete events the legacy schema cannot hold (conference: 1)" in (
+        str(refused.value))
+
+
+def test_the_cli_tells_the_operator_where_the_export_is(
+        migrated_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with migrated_db.connect() as conn:
+        _engine_made_events(conn)
+    code = main(["rollback", "--dsn", migrated_db.dsn, "--to", "base",
+                 "--export-dir", str(tmp_path)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    assert "exported first: 1 events" in out and str(tmp_path) in out
+    assert "verified — schema as before the migration" in out
+
+
+def test_a_rollback_that_leaves_something_behind_is_stopped_naming_it(
+        migrated_db: Database, bundle_copy: Path) -> None:
+    script = bundle_copy / "rollback" / "008_enhanced_indexing_rollback.sql"
+    script.write_text(script.read_text().replace("DROP INDEX events_type_status_idx;\n", ""))
+    with migrated_db.connect() as conn:
+        runner = Runner(conn, load_bundle(bundle_copy))
+        with pytest.raises(MigrationError) as refused:
+            runner.rollback(to=0)
+        assert _applied(conn) == [6, 7, 8]
+        assert conn.execute("SELECT to_regclass('events_tenant_start_idx')").fetchone() != (None,)
+    message = str(refused.value)
+    assert "the rollback of 008_enhanced_indexing.sql did not give back what was there" in message
+    assert "events_type_status_idx" in message and "restore --latest" in message
+
+
+def test_a_rollback_of_010_that_loses_a_write_made_through_the_views_is_stopped(
+        migrated_db: Database, bundle_copy: Path) -> None:
+    script = bundle_copy / "rollback" / "010_wedding_data_migration_rollback.sql"
+    text = script.read_text()
+    start = text.index("-- wedding_invitations")
+    script.write_text(text[:start] + text[text.index("-- wedding_sections"):])
+    with migrated_db.connect() as conn:
+        conn.execute("UPDATE wedding_invitations SET rsvp_status = 'declined' WHERE id = 3")
+        runner = Runner(conn, load_bundle(bundle_copy))
+        with pytest.raises(MigrationError) as refused:
+            runner.rollback()
+        assert _applied(conn) == [6, 7, 8, 9, 10]
+    assert "wedding_invitations: same" in str(refused.value)
+
+
+def _inject_failure(bundle: Path, version: int) -> str:
+    """Put a failing statement halfway through migration `version`, after real work."""
+    path = next((bundle / "migrations").glob(f"{version:03d}_*.sql"))
+    statements = split_statements(path.read_text())
+    middle = max(1, len(statements) // 2)
+    marker = f"injected failure inside {version:03d}"
+    poison = f"DO $$ BEGIN RAISE EXCEPTION '{marker}'; END $$"
+    path.write_text(";\n\n".join([*statements[:middle], poison, *statements[middle:]]) + ";\n")
+    return marker
+
+
+@pytest.fixture
+def reference_db(databases: Databases, legacy_template: Database) -> Iterator[Database]:
+    """A second clone of the legacy database, migrated the ordinary way for comparison."""
+    db = databases.create("reference", template=legacy_template.name)
+    yield db
+    databases.drop(db)
+
+
+def _without_clock(found: dict[str, object]) -> dict[str, object]:
+    """006 stamps the event types it seeds with now(): two databases migrated a moment apart
+    differ there and only there, so that table is compared by its row count."""
+    content = dict(found["content"])  # type: ignore[call-overload]
+    if "public.event_types" in content:
+        content["public.event_types"] = (content["public.event_types"][0], "now()")
+    return {**found, "content": content}
+
+
+@pytest.mark.parametrize("version", [6, 7, 8, 9, 10])
+def test_a_failure_inside_a_migration_leaves_the_last_complete_version_and_a_rerun_finishes(
+        version: int, legacy_db: Database, reference_db: Database, bundle_copy: Path,
+        reference_bundle: Bundle) -> None:
+    marker = _inject_failure(bundle_copy, version)
+    with reference_db.connect() as ref:
+        Runner(ref, reference_bundle).execute(to=version - 1)
+        expected_midway = _without_clock(fingerprint(ref))
+        Runner(ref, reference_bundle).execute()
+        expected_end = _without_clock(fingerprint(ref))
+    with legacy_db.connect() as conn:
+        with pytest.raises(MigrationError) as failed:
+            Runner(conn, load_bundle(bundle_copy)).execute()
+        assert marker in str(failed.value)
+        assert _applied(conn) == list(range(6, version))
+        assert differences(expected_midway, _without_clock(fingerprint(conn))) == []
+        rerun = Runner(conn, reference_bundle)
+        assert [r.version for r in rerun.execute()] == list(range(version, 11))
+        assert rerun.validate() == []
+        assert differences(expected_end, _without_clock(fingerprint(conn))) == []
+
+
+def _runner_backends(conn: psycopg.Connection) -> list[tuple[int, str]]:
+    return conn.execute(
+        "SELECT pid, state FROM pg_stat_activity WHERE application_name = 'eventgate migrate' "
+        "AND datname = current_database()").fetchall()
+
+
+def _wait_for(predicate: object, what: str, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {limit_s:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_kill_9_of_the_runner_mid_migration_leaves_nothing_half_applied(
+        legacy_db: Database, bundle_copy: Path, reference_bundle: Bundle) -> None:
+    path = bundle_copy / "migrations" / "010_wedding_data_migration.sql"
+    text = path.read_text()
+    # A long pause right after the weddings are copied into events, inside 010's transaction.
+    anchor = text.index("INSERT INTO event_participants")
+    path.write_text(text[:anchor] + "SELECT pg_sleep(600);\n\n" + text[anchor:])
+    with legacy_db.connect() as conn:
+        legacy_before = {k: v for k, v in fingerprint(conn)["content"].items()}  # type: ignore[union-attr]
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "eventgate.cli", "migrate", "--execute", "--dsn",
+             legacy_db.dsn, "--bundle", str(bundle_copy)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "COLUMNS": "200"})
+        try:
+            _wait_for(lambda: conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'eventgate migrate' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'"
+            ).fetchone() == (1,), "the runner to reach the pause inside 010")
+            os.kill(runner.pid, signal.SIGKILL)
+            assert runner.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+        # The server notices the dead client mid-statement (client_connection_check_interval)
+        # and rolls 010 back; without it, the backend would sleep on, holding its locks.
+        _wait_for(lambda: _runner_backends(conn) == [],
+                  "the killed runner's session to end", limit_s=30)
+        assert _applied(conn) == [6, 7, 8, 9]
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+        assert conn.execute("SELECT to_regclass('wedding_events_backup')").fetchone() == (None,)
+        legacy_after = fingerprint(conn)["content"]
+        assert {k: v for k, v in legacy_after.items()  # type: ignore[union-attr]
+                if k in legacy_before} == legacy_before
+        # Its advisory lock went with its session.
+        assert conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                            (locking.LOCK_NAMESPACE, locking.LOCK_ID)).fetchone() == (True,)
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)",
+                     (locking.LOCK_NAMESPACE, locking.LOCK_ID))
+        rerun = Runner(conn, reference_bundle)
+        assert [r.version for r in rerun.execute()] == [10]
+        assert rerun.validate() == []
