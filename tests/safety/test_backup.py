@@ -1,7 +1,6 @@
 """`eventgate backup` against a real PostgreSQL: the dump and its metadata, verification in a
 scratch database, what a damaged or failed backup leaves behind, and retention."""
 
-import argparse
 import hashlib
 import json
 import os
@@ -14,15 +13,14 @@ import psycopg
 import pytest
 
 from eventgate.checks.snapshot import content_checksums
-from eventgate.console import console
-from eventgate.errors import BackupError, EventgateError
+from eventgate.cli import main
+from eventgate.errors import BackupError
 from eventgate.pg import binaries
 from eventgate.pg.databases import Database
 from eventgate.pg.server import Server
 from eventgate.safety import catalog
 from eventgate.safety.backup import prune, take_backup, verify_backup
 from eventgate.safety.catalog import BackupRecord, TableSum, Verification
-from eventgate.safety.commands import add_commands
 
 pytestmark = pytest.mark.destructive
 
@@ -30,25 +28,7 @@ PASSWORD = "s3cret"
 
 
 def run_cli(*argv: str) -> int:
-    """The two verbs as cli.main runs them (its verb() helper and its FAILED line)."""
-    parser = argparse.ArgumentParser(prog="eventgate")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def verb(name, handler):  # type: ignore[no-untyped-def]
-        p = sub.add_parser(name)
-        p.set_defaults(handler=handler)
-        p.add_argument("--dsn")
-        p.add_argument("--bundle")
-        p.add_argument("--traceback", action="store_true")
-        return p
-
-    add_commands(verb)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except EventgateError as exc:
-        console.print(f"FAILED: {exc}")
-        return 1
+    return main(list(argv))
 
 
 def databases_named(server: Server, prefix: str) -> list[str]:

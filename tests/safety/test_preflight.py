@@ -20,6 +20,7 @@ import pytest
 
 from eventgate.bundle import load_bundle
 from eventgate.checks.snapshot import differences, fingerprint
+from eventgate.cli import main
 from eventgate.errors import EventgateError, MigrationError
 from eventgate.migrate.runner import Runner
 from eventgate.pg.databases import Database
@@ -394,7 +395,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_the_command_prints_a_table_and_exits_0_when_ready(
         legacy_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     save_backup(tmp_path / "backups", legacy_db.name)
-    code = cmd_preflight(parse("--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path / "backups")))
+    code = main(["preflight", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path / "backups")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "eventgate preflight" in out and "orphan invitations" in out
@@ -406,8 +407,8 @@ def test_the_json_report_parses_and_says_not_ok_on_failure(
     with legacy_db.connect() as conn:
         orphan = scalar(conn, "INSERT INTO wedding_sections (wedding_id, section_type) "
                               "VALUES (987654321, 'story') RETURNING id")
-    code = cmd_preflight(parse("--dsn", legacy_db.dsn, "--json", "--backup-dir",
-                               str(tmp_path / "backups"), "--skip-backup-check"))
+    code = main(["preflight", "--dsn", legacy_db.dsn, "--json", "--backup-dir",
+                 str(tmp_path / "backups"), "--skip-backup-check"])
     document = json.loads(capsys.readouterr().out)
     assert code == 1
     assert document["ok"] is False
@@ -450,3 +451,8 @@ def test_an_unreachable_server_fails_clearly_without_the_password(
     assert code == 1 and document["ok"] is False
     assert document["error"].startswith("preflight could not connect to ops@127.0.0.1")
     assert "s3cret" not in message + captured.out + captured.err
+
+    assert main(["preflight", "--dsn", dsn]) == 1
+    printed = capsys.readouterr().out
+    assert "FAILED: preflight could not connect to ops@127.0.0.1" in " ".join(printed.split())
+    assert "s3cret" not in printed

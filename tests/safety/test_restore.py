@@ -1,7 +1,6 @@
 """`eventgate restore --latest` against a real PostgreSQL: the database comes back exactly as it
 was backed up, the other sessions are ended, and the state it replaced is kept, never lost."""
 
-import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,39 +9,20 @@ import pytest
 
 from eventgate.bundle import Bundle
 from eventgate.checks.snapshot import differences, fingerprint
-from eventgate.console import console
-from eventgate.errors import BackupError, EventgateError
+from eventgate.cli import main
+from eventgate.errors import BackupError
 from eventgate.fixtures import migrate
 from eventgate.pg.databases import Database, Databases
 from eventgate.pg.server import Server
 from eventgate.safety.backup import take_backup
 from eventgate.safety.catalog import BackupRecord
-from eventgate.safety.commands import add_commands
 from eventgate.safety.restore import restore_latest
 
 pytestmark = pytest.mark.destructive
 
 
 def run_cli(*argv: str) -> int:
-    """The two verbs as cli.main runs them (its verb() helper and its FAILED line)."""
-    parser = argparse.ArgumentParser(prog="eventgate")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def verb(name, handler):  # type: ignore[no-untyped-def]
-        p = sub.add_parser(name)
-        p.set_defaults(handler=handler)
-        p.add_argument("--dsn")
-        p.add_argument("--bundle")
-        p.add_argument("--traceback", action="store_true")
-        return p
-
-    add_commands(verb)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except EventgateError as exc:
-        console.print(f"FAILED: {exc}")
-        return 1
+    return main(list(argv))
 
 
 def databases_named(server: Server, prefix: str) -> list[str]:
@@ -126,7 +106,8 @@ def test_restore_keeps_the_databases_owner_settings_privileges_and_comment(
             take_backup(target.dsn, tmp_path, verify=True)
             report = restore_latest(target.dsn, tmp_path)
             assert report.settings_copied == 2
-            assert report.notes == []
+            # Nothing about privileges or role settings left uncopied; only where newer rows are.
+            assert [n for n in report.notes if not n.startswith("rows written since")] == []
             assert conn.execute(describe, (name,)).fetchone() == wanted
             assert conn.execute(describe, (report.previous_database,)).fetchone() == wanted
         finally:
@@ -235,3 +216,29 @@ def test_restore_command_requires_latest(target: Database, tmp_path: Path) -> No
     with pytest.raises(SystemExit) as usage:
         run_cli("restore", "--dsn", target.dsn, "--backup-dir", str(tmp_path), "--yes")
     assert usage.value.code == 2
+
+
+def test_emergency_path_through_the_cli_returns_the_legacy_database_and_names_what_it_set_aside(
+        target: Database, bundle: Bundle, pg_server: Server, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The guide's emergency rollback, as DevOps runs it: backup --verify, migrate, the new
+    application writes a conference, then restore --latest --yes."""
+    before = snapshot_of(target)
+    backups = str(tmp_path / "backups")
+    assert run_cli("backup", "--dsn", target.dsn, "--backup-dir", backups, "--verify") == 0
+    assert run_cli("migrate", "--execute", "--dsn", target.dsn) == 0
+    with target.connect() as conn:
+        conn.execute("INSERT INTO events (tenant_id, event_type, title, slug) SELECT id, "
+                     "'conference', 'DevConf', 'devconf' FROM tenants ORDER BY id LIMIT 1")
+    capsys.readouterr()
+    assert run_cli("restore", "--latest", "--yes", "--dsn", target.dsn,
+                   "--backup-dir", backups) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert differences(before, snapshot_of(target)) == []
+    kept = databases_named(pg_server, f"{target.name}_pre_restore_")
+    assert len(kept) == 1
+    assert f"tables the backup does not have, kept in {kept[0]}:" in out
+    assert "public.events (" in out
+    with psycopg.connect(pg_server.dsn_for(kept[0])) as conn:
+        assert conn.execute("SELECT slug FROM events WHERE event_type = 'conference'"
+                            ).fetchall() == [("devconf",)]

@@ -379,3 +379,21 @@ def test_the_real_runner_notifies_each_migration_while_the_webhook_answers_500(
         assert text.startswith(f":white_check_mark: {migration.label} applied in ")
         assert sum(migration.label in t for t in texts) == 1
     assert len(warnings) == 1 and "7 of 7 failed (HTTP 500: 7)" in warnings[0]
+
+
+@pytest.mark.destructive
+def test_the_cli_posts_migrate_and_rollback_to_the_webhook_in_the_environment(
+        legacy_db: Database, webhook: Callable[..., Hook], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from eventgate.cli import main
+
+    hook = webhook()
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", hook.url)
+    assert main(["migrate", "--execute", "--dsn", legacy_db.dsn]) == 0
+    assert main(["rollback", "--dsn", legacy_db.dsn]) == 0
+    texts = [str(t) for t in hook.texts]
+    assert texts[0].startswith(":arrow_forward: eventgate migrate on ")
+    assert sum(":white_check_mark: " in t and " applied in " in t for t in texts) == 5
+    assert any(t.startswith(":rewind: eventgate rollback on ") for t in texts)
+    assert any("010_wedding_data_migration_rollback.sql rolled back in" in t for t in texts)
+    assert "warning" not in capsys.readouterr().out

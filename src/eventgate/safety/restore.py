@@ -345,8 +345,32 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
                 backup.drop_database(conn, restored)
     if plan.skipped:
         notes.append(f"newer backups skipped, not verified: {', '.join(plan.skipped)}")
+    notes += _only_in_previous(dsn_mod.with_dbname(maintenance, previous), record, previous)
     return RestoreReport(database, record, ended, previous, settings,
                          time.monotonic() - started, notes)
+
+
+def _only_in_previous(dsn: str, record: BackupRecord, previous: str) -> list[str]:
+    """What the restore set aside rather than lost: tables the backup never had (the new
+    schema's events, other event types among them), counted, so the operator is told."""
+    with connect(dsn) as conn:
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        ).fetchall()
+        extra = []
+        for schema, table in tables:
+            if f"{schema}.{table}" in record.tables:
+                continue
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table))).fetchone()
+            if row and row[0]:
+                extra.append(f"{schema}.{table} ({row[0]} rows)")
+    lines = [f"rows written since the backup ({record.created_at}) are only in {previous}"]
+    if extra:
+        lines.append(f"tables the backup does not have, kept in {previous}: {', '.join(extra)}; "
+                     "export what you need from there before dropping it")
+    return lines
 
 
 def _fill(conn: psycopg.Connection, tool: backup.Tool, record: BackupRecord, maintenance: str,
