@@ -39,7 +39,7 @@ def _copy_out(conn: psycopg.Connection, query: str, target: Path) -> tuple[int, 
     rows = 0
     with target.open("wb") as out, conn.cursor() as cur:
         statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(
-            sql.SQL(query))  # the bundle's own SQL, trusted as its scripts are
+            sql.SQL(query))
         with cur.copy(statement) as copy:
             for chunk in copy:
                 out.write(chunk)
@@ -53,23 +53,29 @@ def _copy_out(conn: psycopg.Connection, query: str, target: Path) -> tuple[int, 
 
 def write_exports(conn: psycopg.Connection, plan: RollbackExports,
                   directory: Path) -> list[ExportedSet]:
-    """Lock, export each query's rows to CSV, and return what was written; empty sets leave no
-    file. Runs inside the rollback's transaction, so the rows exported are the rows dropped."""
+    """Lock, export each query's rows to CSV, and return what was written; nothing to export
+    leaves no file (and no directory). Runs inside the rollback's transaction, so the rows
+    exported are the rows dropped."""
     if plan.lock:
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
             sql.SQL(", ").join(sql.Identifier(name) for name in plan.lock)))
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MigrationError(f"cannot create the rollback export directory {directory}: {exc}; "
-                             "pass --export-dir to a writable place") from exc
     written = []
     for name, query in plan.queries.items():
+        row = conn.execute(sql.SQL("SELECT count(*) FROM ({}) AS q").format(
+            sql.SQL(query))).fetchone()  # the bundle's own SQL, trusted as its scripts are
+        expected = int(row[0]) if row else 0
+        if expected == 0:
+            continue
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MigrationError(f"cannot create the rollback export directory {directory}: "
+                                 f"{exc}; pass --export-dir to a writable place") from exc
         target = directory / f"{plan.version:03d}_{name}.csv"
         rows, sha = _copy_out(conn, query, target)
-        if rows == 0:
-            target.unlink()
-            continue
+        if rows != expected:
+            raise MigrationError(f"exporting {name} wrote {rows} rows of {expected}; nothing "
+                                 f"was rolled back, and {target} is incomplete")
         written.append(ExportedSet(plan.version, name, rows, str(target), sha))
     if written:
         _add_to_manifest(directory, written, conn.info.dbname)
