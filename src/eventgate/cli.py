@@ -22,7 +22,7 @@ from eventgate.checks.schema import required_relations
 from eventgate.console import RichProgress, console, status_table, steps_table
 from eventgate.errors import ConfigError, EventgateError
 from eventgate.migrate.runner import ProgressSink, Runner
-from eventgate.notify import Tee, notifier_from_env, notifying
+from eventgate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
 from eventgate.safety.commands import cmd_backup, cmd_restore, configure_backup, configure_restore
 from eventgate.safety.preflight_cli import cmd_preflight, configure_preflight
 from eventgate.seed.generator import SeedPlan
@@ -69,6 +69,16 @@ def _warn(text: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
 
 
+def _notifier() -> WebhookNotifier | None:
+    """The webhook from the environment; a malformed setting turns notifications off with a
+    warning, never stops a migration or an emergency rollback."""
+    try:
+        return notifier_from_env()
+    except ConfigError as exc:
+        _warn(f"notifications off: {exc}")
+        return None
+
+
 def _expectation_failures(conn: psycopg.Connection, bundle: Bundle) -> list[str]:
     results = [required_relations(conn, bundle.expectations)]
     results += [required_index(conn, wanted) for wanted in bundle.expectations.indexes]
@@ -83,7 +93,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     console.print(f"target: {target}")
     progress = RichProgress("dry-running" if args.dry_run else "applying")
     # Only --execute is announced: a dry run or a validation changes nothing.
-    notifier = notifier_from_env() if args.execute else None
+    notifier = _notifier() if args.execute else None
     sink = Tee(progress, notifier)
     with notifying(notifier, sink, _warn), _connect(dsn) as conn:
         runner = _runner(args, conn, sink)
@@ -100,13 +110,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                               "applied, checksums match, required objects present")
                 return 0
             up_to = _version(args.to)
-            pending = [m for m in runner.pending() if up_to is None or m.version <= up_to]
+            pending = runner.pending(up_to)
             if not pending:
                 console.print("nothing to do: every migration is applied")
                 return 0
             console.print(f"{len(pending)} pending: {', '.join(m.label for m in pending)}")
             if args.dry_run:
-                reports = runner.dry_run()
+                reports = runner.dry_run(to=up_to)
                 console.print(steps_table("dry run (rolled back, nothing changed)", reports,
                                           verbose=args.verbose))
             else:
@@ -155,7 +165,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     target = _rollback_target(args.to)
     described = dsn_mod.describe(dsn)
     progress = RichProgress("rolling back")
-    notifier = notifier_from_env()
+    notifier = _notifier()
     sink = Tee(progress, notifier)
     with notifying(notifier, sink, _warn), _connect(dsn) as conn:
         if notifier is not None:

@@ -72,12 +72,14 @@ def test_rolling_back_past_the_engines_events_exports_them_and_says_so(
         after = fingerprint(conn)
     exported = {e.name: e for r in reports for e in r.exported}
     assert {name: e.rows for name, e in exported.items()} == {
-        "events": 1, "event_participants": 1, "event_sections": 1, "event_types": 1}
+        "events": 1, "event_participants": 1, "event_sections": 1, "event_types": 4}
     with open(exported["events"].path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["event_type"], r["slug"]) for r in rows] == [("conference", "devconf")]
     with open(exported["event_types"].path, newline="", encoding="utf-8") as fh:
-        assert [r["code"] for r in csv.DictReader(fh)] == ["gala"]
+        # All four: the three 006 seeded may have been changed by the engine, too.
+        assert [r["code"] for r in csv.DictReader(fh)] == [
+            "birthday", "conference", "gala", "wedding"]
     assert any("exported first: 1 events, 1 event_participants, 1 event_sections" in w
                for w in runner.warnings)
     # Schema and every row as before; only the legacy sequence moved on, past the engine's ids,
@@ -246,3 +248,45 @@ def test_kill_9_of_the_runner_mid_migration_leaves_nothing_half_applied(
         rerun = Runner(conn, reference_bundle)
         assert [r.version for r in rerun.execute()] == [10]
         assert rerun.validate() == []
+
+
+def test_a_ledger_from_before_schema_recording_still_reads_and_rolls_back(
+        migrated_db: Database, reference_bundle: Bundle,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with migrated_db.connect() as conn:
+        conn.execute("ALTER TABLE eventgate_ledger.migration_ledger "
+                     "DROP COLUMN rollback_sha256, DROP COLUMN schema_before")
+    assert main(["status", "--dsn", migrated_db.dsn]) == 0
+    assert main(["migrate", "--validate", "--dsn", migrated_db.dsn]) == 0
+    with migrated_db.connect() as conn:
+        runner = Runner(conn, reference_bundle)
+        reports = runner.rollback()
+        assert reports[0].verified == "schema not compared, 4 legacy relations unchanged"
+        assert any("predates schema recording" in w for w in runner.warnings)
+        runner.execute()  # and the ledger gains the columns for the next time
+        entry = runner.entries()[-1]
+    assert entry.version == 10 and entry.schema_before is not None
+
+
+def test_another_sessions_temporary_tables_do_not_upset_the_verification(
+        legacy_db: Database, reference_bundle: Bundle) -> None:
+    with legacy_db.connect() as conn, legacy_db.connect() as app:
+        runner = Runner(conn, reference_bundle)
+        runner.execute()
+        app.execute("CREATE TEMP TABLE scratch (id int PRIMARY KEY, note text)")
+        reports = runner.rollback(to=0)
+    assert len(reports) == 5 and all(r.verified for r in reports)
+
+
+def test_dry_run_and_execute_stop_at_to_and_refuse_an_unknown_version(
+        legacy_db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate", "--dry-run", "--to", "007", "--dsn", legacy_db.dsn]) == 0
+    out = capsys.readouterr().out
+    assert "006_event_types_foundation.sql" in out and "007_events_core_tables.sql" in out
+    assert "008_enhanced_indexing.sql" not in out
+    assert main(["migrate", "--execute", "--to", "011", "--dsn", legacy_db.dsn]) == 1
+    assert "--to 011 is not a migration of the bundle (006, 007, 008, 009, 010)" in " ".join(
+        capsys.readouterr().out.split())
+    assert main(["migrate", "--execute", "--to", "008", "--dsn", legacy_db.dsn]) == 0
+    with legacy_db.connect() as conn:
+        assert _applied(conn) == [6, 7, 8]

@@ -397,3 +397,16 @@ def test_the_cli_posts_migrate_and_rollback_to_the_webhook_in_the_environment(
     assert any(t.startswith(":rewind: eventgate rollback on ") for t in texts)
     assert any("010_wedding_data_migration_rollback.sql rolled back in" in t for t in texts)
     assert "warning" not in capsys.readouterr().out
+
+
+@pytest.mark.destructive
+def test_a_malformed_webhook_setting_turns_notifications_off_not_the_rollback(
+        migrated_db: Database, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from eventgate.cli import main
+
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "hooks.slack.example/services/T0/B0/secretpart")
+    assert main(["rollback", "--dsn", migrated_db.dsn]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "warning: notifications off:" in out and "rolled back 1 migrations" in out
+    assert "secretpart" not in out

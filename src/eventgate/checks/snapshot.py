@@ -8,61 +8,67 @@ from psycopg import sql
 
 # The ledger records history and outlives rollbacks, so it is not part of the fingerprint.
 IGNORED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast", "eventgate_ledger")
+# Other sessions' temporary tables (and their TOAST, keys and indexes) come and go with them.
+TEMP = r"'^pg_(toast_)?temp_'"
 
-SCHEMA_QUERIES = {
+SCHEMA_QUERIES = {name: query.replace("{TEMP}", TEMP) for name, query in {
     "schemas": """
         SELECT nspname, pg_get_userbyid(nspowner), nspacl::text FROM pg_namespace
-         WHERE nspname <> ALL(%(ignored)s) AND nspname NOT LIKE 'pg_temp%%'
-           AND nspname NOT LIKE 'pg_toast_temp%%'
+         WHERE nspname <> ALL(%(ignored)s) AND nspname !~ {TEMP}
          ORDER BY 1""",
     "relations": """
         SELECT n.nspname, c.relname, c.relkind, c.relpersistence, pg_get_userbyid(c.relowner),
                c.relacl::text, c.relrowsecurity
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname NOT LIKE 'pg_temp%%'
+         WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP}
          ORDER BY 1, 2""",
     "columns": """
         SELECT table_schema, table_name, ordinal_position, column_name, data_type,
                character_maximum_length, numeric_precision, is_nullable, column_default
           FROM information_schema.columns
-         WHERE table_schema <> ALL(%(ignored)s)
+         WHERE table_schema <> ALL(%(ignored)s) AND table_schema !~ {TEMP}
          ORDER BY 1, 2, 3""",
     "constraints": """
         SELECT n.nspname, t.relname, c.conname, pg_get_constraintdef(c.oid)
           FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
           JOIN pg_namespace n ON n.oid = t.relnamespace
-         WHERE n.nspname <> ALL(%(ignored)s)
+         WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP}
          ORDER BY 1, 2, 3""",
     "indexes": """
         SELECT schemaname, tablename, indexname, indexdef FROM pg_indexes
-         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+         WHERE schemaname <> ALL(%(ignored)s) AND schemaname !~ {TEMP}
+         ORDER BY 1, 2, 3""",
     "views": """
         SELECT schemaname, viewname, definition FROM pg_views
-         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2""",
+         WHERE schemaname <> ALL(%(ignored)s) AND schemaname !~ {TEMP} ORDER BY 1, 2""",
     "functions": """
         SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), md5(p.prosrc)
           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+         WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP} ORDER BY 1, 2, 3""",
     "triggers": """
         SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled
           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE NOT t.tgisinternal AND n.nspname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+         WHERE NOT t.tgisinternal AND n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP}
+         ORDER BY 1, 2, 3""",
     "policies": """
         SELECT schemaname, tablename, policyname, cmd, qual, with_check FROM pg_policies
-         WHERE schemaname <> ALL(%(ignored)s) ORDER BY 1, 2, 3""",
+         WHERE schemaname <> ALL(%(ignored)s) AND schemaname !~ {TEMP}
+         ORDER BY 1, 2, 3""",
     "types": """
         SELECT n.nspname, t.typname, t.typtype FROM pg_type t
           JOIN pg_namespace n ON n.oid = t.typnamespace
-         WHERE n.nspname <> ALL(%(ignored)s) AND t.typtype IN ('e', 'd', 'c', 'r', 'm')
+         WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP}
+           AND t.typtype IN ('e', 'd', 'c', 'r', 'm')
            AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
          ORDER BY 1, 2""",
-}
+}.items()}
 
 
 def _tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
     rows = conn.execute(
-        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname <> ALL(%s) ORDER BY 1, 2",
+        f"SELECT schemaname, tablename FROM pg_tables WHERE schemaname <> ALL(%s) "
+        f"AND schemaname !~ {TEMP} ORDER BY 1, 2",
         (list(IGNORED_SCHEMAS),)).fetchall()
     return [(r[0], r[1]) for r in rows]
 
@@ -72,7 +78,8 @@ def sequence_positions(conn: psycopg.Connection) -> dict[str, tuple[object, obje
     shows NULL for one never called, hiding a setval(..., false)."""
     names = [r[0] for r in conn.execute(
         "SELECT format('%%I.%%I', schemaname, sequencename) FROM pg_sequences "
-        "WHERE schemaname <> ALL(%s) ORDER BY 1", (list(IGNORED_SCHEMAS),)).fetchall()]
+        f"WHERE schemaname <> ALL(%s) AND schemaname !~ {TEMP} ORDER BY 1",
+        (list(IGNORED_SCHEMAS),)).fetchall()]
     positions: dict[str, tuple[object, object]] = {}
     for name in names:
         row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()

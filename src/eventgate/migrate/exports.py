@@ -44,7 +44,7 @@ def _copy_out(conn: psycopg.Connection, query: str, target: Path) -> tuple[int, 
             for chunk in copy:
                 out.write(chunk)
                 digest.update(chunk)
-        rows = max(cur.rowcount, 0)
+        rows = cur.rowcount  # -1 where the driver does not report COPY's row count
         out.flush()
         # On disk before the script drops the rows: a crash right after COMMIT keeps the file.
         os.fsync(out.fileno())
@@ -73,16 +73,16 @@ def write_exports(conn: psycopg.Connection, plan: RollbackExports,
                                  f"{exc}; pass --export-dir to a writable place") from exc
         target = directory / f"{plan.version:03d}_{name}.csv"
         rows, sha = _copy_out(conn, query, target)
-        if rows != expected:
+        if rows < 0:
+            rows = expected  # counted above, in the same transaction, under the lock
+        elif rows != expected:
             raise MigrationError(f"exporting {name} wrote {rows} rows of {expected}; nothing "
                                  f"was rolled back, and {target} is incomplete")
         written.append(ExportedSet(plan.version, name, rows, str(target), sha))
-    if written:
-        _add_to_manifest(directory, written, conn.info.dbname)
     return written
 
 
-def _add_to_manifest(directory: Path, written: list[ExportedSet], database: str) -> None:
+def add_to_manifest(directory: Path, written: list[ExportedSet], database: str) -> None:
     manifest = directory / MANIFEST
     entries: dict[str, Any] = (json.loads(manifest.read_text(encoding="utf-8"))
                                if manifest.exists() else {"database": database, "sets": []})

@@ -61,8 +61,11 @@ def entries(conn: psycopg.Connection) -> list[LedgerEntry]:
     if not exists(conn):
         return []
     rows = conn.execute(
-        f"SELECT version, name, sha256, applied_at, duration_ms, applied_by, rollback_sha256, "
-        f"schema_before FROM {SCHEMA}.{TABLE} ORDER BY version"
+        # Read through to_jsonb, so a ledger made before these columns existed still reads
+        # (read-only commands never add them).
+        f"SELECT version, name, sha256, applied_at, duration_ms, applied_by, "
+        f"to_jsonb(l)->>'rollback_sha256', to_jsonb(l)->'schema_before' "
+        f"FROM {SCHEMA}.{TABLE} l ORDER BY version"
     ).fetchall()
     return [LedgerEntry(r[0], r[1], r[2], r[3], float(r[4]), r[5], r[6], r[7]) for r in rows]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
+from psycopg import sql
 
 from eventgate.bundle import Bundle, Migration, SqlFile
 from eventgate.checks import snapshot
@@ -135,9 +136,16 @@ class Runner:
     def entries(self) -> list[ledger.LedgerEntry]:
         return ledger.entries(self.conn)
 
-    def pending(self) -> list[Migration]:
+    def pending(self, to: int | None = None) -> list[Migration]:
+        """Migrations not applied yet, in order; with `to`, only those up to that version."""
+        # A version of the bundle, or one before the first (nothing to apply).
+        if to is not None and to not in self.bundle.versions and to >= min(self.bundle.versions):
+            known = ", ".join(f"{v:03d}" for v in self.bundle.versions)
+            raise MigrationError(f"--to {to:03d} is not a migration of the bundle ({known}); "
+                                 "nothing was changed")
         applied = {e.version for e in self.entries()}
-        return [m for m in self.bundle.migrations if m.version not in applied]
+        return [m for m in self.bundle.migrations
+                if m.version not in applied and (to is None or m.version <= to)]
 
     def status(self) -> list[StatusRow]:
         entries = {e.version: e for e in self.entries()}
@@ -264,7 +272,12 @@ class Runner:
                 # The script refuses to drop these rows unless told they are safe on disk.
                 self.conn.execute("SELECT set_config('eventgate.exported', %s, true)",
                                   (f"{migration.version:03d}",))
-            return self._legacy_content() if self.verify_rollbacks else {}
+            if not self.verify_rollbacks:
+                return {}
+            # Writers wait for this step: a write committed between the two readings would
+            # otherwise look like a difference the rollback made.
+            self._lock_legacy_names()
+            return self._legacy_content()
 
         def bookkeeping(report: StepReport, legacy_before: dict[str, tuple[int, str]]) -> None:
             if self.verify_rollbacks:
@@ -274,6 +287,10 @@ class Runner:
         report = self._transact(rollback, bookkeeping, prepare)
         report.exported = list(exported)
         if exported:
+            # Only now, after COMMIT: files of an attempt that was retried or undone are
+            # overwritten or never listed.
+            exports.add_to_manifest(Path(exported[0].path).parent, exported,
+                                    self.conn.info.dbname)
             self.warnings.append(
                 f"rolling back {migration.label} deleted what the legacy schema cannot hold; it "
                 f"was exported first: " + ", ".join(f"{e.rows} {e.name}" for e in exported)
@@ -282,15 +299,27 @@ class Runner:
                 f"{exported[0].name} FROM '{exported[0].path}' CSV HEADER")
         return report
 
-    def _legacy_content(self) -> dict[str, tuple[int, str]]:
-        """Checksums of whatever answers to the legacy names now: tables, or the views."""
-        found = {}
+    def _legacy_names(self) -> list[str]:
+        present = []
         for name in self.bundle.mapping:
             row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL",
                                     (f"public.{name}",)).fetchone()
             if row and row[0]:
-                found[name] = snapshot.relation_checksum(self.conn, "public", name)
-        return found
+                present.append(name)
+        return present
+
+    def _lock_legacy_names(self) -> None:
+        """SHARE on the legacy tables, or on the views holding their names (which locks the
+        tables behind them too): reads go on, writes wait until this step commits."""
+        names = self._legacy_names()
+        if names:
+            self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                sql.SQL(", ").join(sql.Identifier("public", n) for n in names)))
+
+    def _legacy_content(self) -> dict[str, tuple[int, str]]:
+        """Checksums of whatever answers to the legacy names now: tables, or the views."""
+        return {name: snapshot.relation_checksum(self.conn, "public", name)
+                for name in self._legacy_names()}
 
     def _verify_rollback(self, migration: Migration, entry: ledger.LedgerEntry,
                          legacy_before: dict[str, tuple[int, str]]) -> str:
@@ -329,10 +358,9 @@ class Runner:
         with self._runner_lock():
             self._refuse_on_ledger_problems()
             ledger.ensure(self.conn)
-            return [self._apply(m) for m in self.pending()
-                    if to is None or m.version <= to]
+            return [self._apply(m) for m in self.pending(to)]
 
-    def dry_run(self) -> list[StepReport]:
+    def dry_run(self, to: int | None = None) -> list[StepReport]:
         """Run the pending migrations in one transaction and roll it back, reporting what each
         statement did. Sequences are compared before and after, since PostgreSQL never rolls
         them back; any that moved are listed in `self.warnings` (on a live database, other
@@ -346,7 +374,7 @@ class Runner:
                 try:
                     with self.conn.transaction():
                         ledger.ensure(self.conn)
-                        for migration in self.pending():
+                        for migration in self.pending(to):
                             report = self._run_script(migration)
                             ledger.record(self.conn, migration, report.duration_s)
                             self.progress.end(report)
