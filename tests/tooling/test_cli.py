@@ -21,7 +21,8 @@ def eventgate(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 
 @pytest.mark.destructive
-def test_migrate_dry_run_execute_validate_status_rollback(legacy_db: Database) -> None:
+def test_migrate_dry_run_execute_validate_status_rollback(legacy_db: Database,
+                                                         tmp_path: Path) -> None:
     dry = eventgate("migrate", "--dry-run", "--dsn", legacy_db.dsn)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "dry run (rolled back, nothing changed)" in dry.stdout
@@ -39,8 +40,11 @@ def test_migrate_dry_run_execute_validate_status_rollback(legacy_db: Database) -
     status = eventgate("status", "--dsn", legacy_db.dsn)
     assert status.returncode == 0 and status.stdout.count("applied") >= 5
 
-    back = eventgate("rollback", "--to", "base", "--dsn", legacy_db.dsn)
+    back = eventgate("rollback", "--to", "base", "--dsn", legacy_db.dsn,
+                     "--export-dir", str(tmp_path))
     assert back.returncode == 0 and "rolled back 5 migrations" in back.stdout
+    # The event types go with 006, so they are written out first, and the operator told.
+    assert "3 event_types" in back.stdout and (tmp_path / next(tmp_path.iterdir())).is_dir()
 
 
 @pytest.mark.destructive
