@@ -21,6 +21,7 @@ from eventgate.pg.server import Server
 from eventgate.safety import catalog
 from eventgate.safety.backup import prune, take_backup, verify_backup
 from eventgate.safety.catalog import BackupRecord, TableSum, Verification
+from eventgate.safety.preflight import Options, check_backup
 
 pytestmark = pytest.mark.destructive
 
@@ -338,3 +339,181 @@ def test_the_checksum_session_ignores_the_databases_own_settings(
     assert record.verified, record.verification
     with psycopg.connect(legacy_db.dsn) as conn:
         assert conn.execute("SHOW TimeZone").fetchone() == ("Asia/Kathmandu",)
+
+
+def test_backup_command_with_retention_0_never_prunes_the_backup_it_just_took(
+        legacy_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --verify nothing is verified, so only age decides: the new backup was created
+    a moment before the cutoff of `now - 0 days`, and must still be kept."""
+    old = fake_backup(tmp_path, legacy_db.name, 3, verified=None, now=datetime.now(UTC))
+    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path),
+                   "--retention-days", "0")
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    records, unreadable = catalog.scan(tmp_path, legacy_db.name)
+    assert unreadable == []
+    assert len(records) == 1 and records[0].meta_path != old.meta_path
+    assert records[0].dump_path.is_file(), "the backup just taken was pruned"
+    assert not old.dump_path.exists() and not old.meta_path.exists()  # type: ignore[union-attr]
+    assert f"kept {records[0].dump_file}" in out and "the backup just taken" in out
+    assert "pruned 2 files older than 0 days" in out
+
+
+@pytest.mark.parametrize("days", ["-1", "nan", "inf"])
+def test_a_retention_that_is_not_0_days_or_more_is_refused(
+        days: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        run_cli("backup", "--dsn", "postgresql://nobody@localhost/none", "--backup-dir",
+                str(tmp_path), "--retention-days", days)
+    assert usage.value.code == 2
+    assert "the retention must be a number of days, 0 or more" in capsys.readouterr().err
+    fake_backup(tmp_path, "app", 40, verified=None)
+    with pytest.raises(BackupError, match="pass a number of days, 0 or more"):
+        prune(tmp_path, "app", float(days), now=NOW)
+    assert len(files_in(tmp_path)) == 2, "nothing pruned"
+
+
+def test_prune_keeps_what_it_is_told_to_protect(tmp_path: Path) -> None:
+    just_taken = fake_backup(tmp_path, "app", 0.001, verified=None)
+    older = fake_backup(tmp_path, "app", 1, verified=None)
+    pruned = prune(tmp_path, "app", keep_days=0, now=NOW,
+                   protected=[just_taken.meta_path])  # type: ignore[list-item]
+    assert set(pruned.removed) == {older.meta_path, older.dump_path}
+    assert just_taken.dump_path.exists() and just_taken.meta_path.exists()  # type: ignore[union-attr]
+    assert pruned.notes[-1] == (f"kept {just_taken.dump_file} although older than 0 days: it "
+                                "is the backup just taken")
+    assert prune(tmp_path, "app", keep_days=1e12, now=NOW).removed == [], "no overflow"
+
+
+# -- malformed metadata -------------------------------------------------------------------------
+
+
+def malformed_beside(good: BackupRecord, directory: Path) -> dict[str, str]:
+    """Metadata files that are not what eventgate writes, each with a part of the line that
+    scan must give for it."""
+    data = good.to_json()
+    bad: dict[str, tuple[object, str]] = {
+        "list.json": ([data], "it holds a JSON list, not an object"),
+        "bad_time.json": ({**data, "created_at": "last tuesday"},
+                          "created_at 'last tuesday' is not an ISO 8601 timestamp"),
+        "naive.json": ({**data, "created_at": "2030-05-31T12:00:00"},
+                       "created_at '2030-05-31T12:00:00' has no time zone"),
+        "naive_verified.json": ({**data, "verification": {**data["verification"],
+                                                          "at": "2030-05-31T12:00:00"}},
+                                "verification.at '2030-05-31T12:00:00' has no time zone"),
+        "rows_text.json": ({**data, "tables": {"public.t": {"rows": "7", "checksum": "1"}}},
+                           "tables.public.t is"),
+        "escapes.json": ({**data, "dump_file": "../elsewhere.dump"},
+                         "dump_file '../elsewhere.dump' is not a file name"),
+        "odd_format.json": ({**data, "format": True}, "has backup metadata format True"),
+    }
+    expected = {}
+    for name, (content, line) in bad.items():
+        (directory / name).write_text(json.dumps(content))
+        expected[name] = line
+    (directory / "garbage.json").write_bytes(b"\x00\xffPGDMP\x01 not json")
+    expected["garbage.json"] = "is not JSON"
+    (directory / "a_directory.json").mkdir()
+    expected["a_directory.json"] = "cannot be read"
+    return expected
+
+
+def test_malformed_metadata_files_are_reported_and_never_hide_a_good_backup(
+        tmp_path: Path) -> None:
+    good = fake_backup(tmp_path, "app", 2, verified=True)
+    expected = malformed_beside(good, tmp_path)
+
+    records, unreadable = catalog.scan(tmp_path, "app")
+
+    assert records == [good]
+    assert len(unreadable) == len(expected), unreadable
+    for name, line in expected.items():
+        assert sum(entry.startswith(f"{tmp_path / name} ") and line in entry
+                   for entry in unreadable) == 1, (name, unreadable)
+    assert catalog.latest_verified(tmp_path, "app") == good
+
+    pruned = prune(tmp_path, "app", keep_days=0, now=NOW)
+    assert pruned.removed == []
+    assert sum(note.startswith("left alone, unreadable: ") for note in pruned.notes) == len(
+        expected)
+    assert all((tmp_path / name).exists() for name in expected), "never deleted"
+
+
+def test_preflight_and_backup_with_retention_survive_malformed_metadata(
+        legacy_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = fake_backup(tmp_path, legacy_db.name, 0.01, verified=True, now=datetime.now(UTC))
+    malformed_beside(good, tmp_path)
+    check = check_backup(legacy_db.name, Options(backup_dir=tmp_path))
+    assert check.status == "ok" and good.dump_file in check.detail
+
+    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path),
+                   "--retention-days", "30")
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    assert f"left alone, unreadable: {tmp_path / 'list.json'} is not backup metadata" in out
+
+
+# -- what the file system refuses ---------------------------------------------------------------
+
+
+def test_a_verification_whose_outcome_cannot_be_saved_is_not_verified(
+        legacy_db: Database, pg_server: Server, tmp_path: Path) -> None:
+    record = take_backup(legacy_db.dsn, tmp_path, verify=False)
+    assert record.meta_path is not None
+    # Something made a directory where the metadata's temporary copy goes: writing it fails.
+    (record.meta_path.parent / (record.meta_path.name + ".partial")).mkdir()
+
+    verification = verify_backup(record, pg_server.dsn)
+
+    assert not verification.ok and record.verification == verification
+    assert len(verification.problems) == 1
+    problem = verification.problems[0]
+    assert problem.startswith("the restore into a scratch database matched every table, but "
+                              f"the outcome could not be saved in {record.meta_path}: ")
+    assert "Is a directory" in problem and "restore --latest will not pick" in problem
+    assert not BackupRecord.load(record.meta_path).verified
+    assert catalog.latest_verified(tmp_path, legacy_db.name) is None
+    assert databases_named(pg_server, f"{legacy_db.name}_verify_") == []
+
+
+def test_a_pg_restore_that_vanishes_fails_the_verification_not_the_program(
+        legacy_db: Database, pg_server: Server, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pg_dump").symlink_to(real_tool("pg_dump"))
+    # Answers --version, then is gone (a package upgrade under a running backup).
+    script(bindir, "pg_restore", f'rm -f "$0"; exec "{real_tool("pg_restore")}" --version\n')
+    backups = tmp_path / "backups"
+
+    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(backups), "--verify",
+                   "--pg-bindir", str(bindir))
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1, out
+    assert "NOT VERIFIED" in out and "could not run pg_restore" in out
+    assert "No such file or directory" in out and "--pg-bindir" in out
+    records, _ = catalog.scan(backups, legacy_db.name)
+    assert len(records) == 1 and records[0].verification is not None
+    assert not records[0].verified
+    assert databases_named(pg_server, f"{legacy_db.name}_verify_") == []
+
+
+def test_a_dump_that_cannot_be_put_in_place_fails_the_backup_and_keeps_nothing(
+        legacy_db: Database, tmp_path: Path) -> None:
+    bindir, backups = tmp_path / "bin", tmp_path / "backups"
+    # Something else takes the dump's final name while pg_dump writes: the rename fails.
+    script(bindir, "pg_dump", f"""
+for arg; do case "$arg" in --file=*) f="${{arg#--file=}}"; mkdir "${{f%.partial}}";; esac; done
+exec "{real_tool('pg_dump')}" "$@"
+""")
+
+    with pytest.raises(BackupError) as failed:
+        take_backup(legacy_db.dsn, backups, verify=True, bindir=bindir)
+
+    message = str(failed.value)
+    assert "failed renaming " in message and ".dump.partial to " in message
+    assert "Is a directory" in message and f"nothing was kept in {backups}" in message
+    assert "free space" in message
+    left = files_in(backups)
+    assert len(left) == 1 and (backups / left[0]).is_dir(), "only the intruder is left"

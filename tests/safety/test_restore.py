@@ -1,6 +1,7 @@
 """`eventgate restore --latest` against a real PostgreSQL: the database comes back exactly as it
 was backed up, the other sessions are ended, and the state it replaced is kept, never lost."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +243,99 @@ def test_emergency_path_through_the_cli_returns_the_legacy_database_and_names_wh
     with psycopg.connect(pg_server.dsn_for(kept[0])) as conn:
         assert conn.execute("SELECT slug FROM events WHERE event_type = 'conference'"
                             ).fetchall() == [("devconf",)]
+
+
+def test_a_restore_that_cannot_count_the_previous_database_still_reports_it(
+        target: Database, pg_server: Server, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The swap is committed before what only the previous database holds is counted: if that
+    fails (here the previous database makes our sessions run as a role that may not read a new
+    table), the restore has still happened and says where the previous database went."""
+    name, limited = target.name, f"{target.name}_limited"
+    backups = tmp_path / "backups"
+    assert run_cli("backup", "--dsn", target.dsn, "--backup-dir", str(backups), "--verify") == 0
+    with target.connect() as conn:
+        conn.execute("CREATE TABLE written_after_the_backup AS SELECT 1 AS id")
+    with pg_server.connect() as conn:
+        conn.execute(f'CREATE ROLE "{limited}" NOLOGIN')
+        try:
+            conn.execute(f'ALTER ROLE current_user IN DATABASE "{name}" SET role = "{limited}"')
+            capsys.readouterr()
+            code = run_cli("restore", "--latest", "--yes", "--dsn", target.dsn,
+                           "--backup-dir", str(backups))
+        finally:
+            for db in databases_named(pg_server, name):
+                conn.execute(f'ALTER ROLE current_user IN DATABASE "{db}" RESET role')
+            conn.execute(f'DROP ROLE "{limited}"')
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0, out
+    kept = databases_named(pg_server, f"{name}_pre_restore_")
+    assert len(kept) == 1
+    assert f"restored {name}" in out and f"the previous database is kept as {kept[0]}" in out
+    assert f'DROP DATABASE "{kept[0]}";' in out
+    assert f"could not list what only {kept[0]} holds: " in out
+    assert "permission denied" in out and "written_after_the_backup" in out
+    assert "FAILED" not in out
+    with target.connect() as conn:
+        assert conn.execute("SELECT to_regclass('written_after_the_backup')").fetchone() == (
+            None,)
+
+
+def test_a_database_closed_by_a_killed_restore_is_refused_with_the_command_to_reopen_it(
+        target: Database, pg_server: Server, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    name = target.name
+    take_backup(target.dsn, tmp_path, verify=True)
+    leftover = f"{name}_restoring_20300101_000000"
+    reopen = f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'
+    with pg_server.connect() as conn:
+        # What a restore killed while ending sessions leaves: its new database, and the live
+        # one closed to connections.
+        conn.execute(f'CREATE DATABASE "{leftover}"')
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            with pytest.raises(BackupError) as refused:
+                restore_latest(target.dsn, tmp_path)
+            capsys.readouterr()
+            code = run_cli("restore", "--latest", "--dsn", target.dsn,
+                           "--backup-dir", str(tmp_path))
+            out = " ".join(capsys.readouterr().out.split())
+            assert conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
+                                (name,)).fetchone() == (False,), "nothing changed"
+        finally:
+            conn.execute(reopen)
+    message = str(refused.value)
+    assert f"refusing to restore {name}: it does not accept connections" in message
+    assert f"re-open it: {reopen};" in message and "Nothing was changed" in message
+    assert f'DROP DATABASE "{leftover}";' in message
+    assert code == 1 and "FAILED" in out and reopen in out
+    assert databases_named(pg_server, f"{name}_pre_restore_") == []
+
+    # Re-opened, it restores; the leftover is named, and the way back from a kill was shown
+    # while the database was closed.
+    lines: list[str] = []
+    report = restore_latest(target.dsn, tmp_path, progress=lines.append)
+    assert any(leftover in note and f'DROP DATABASE "{leftover}";' in note
+               for note in report.notes), report.notes
+    closing = next(i for i, line in enumerate(lines) if line.startswith(f"closing {name}"))
+    renaming = next(i for i, line in enumerate(lines) if line.startswith(f"renaming {name}"))
+    assert all(f"re-open {name}: {reopen}" in line for line in lines[closing:renaming + 1])
+    with target.connect() as conn:
+        conn.execute("SELECT 1")
+
+
+def test_restore_plan_names_unreadable_metadata_and_still_uses_the_good_backup(
+        target: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = take_backup(target.dsn, tmp_path, verify=True)
+    (tmp_path / "list.json").write_text("[]")
+    data = record.to_json()
+    (tmp_path / "naive.json").write_text(json.dumps(
+        {**data, "created_at": "2099-01-01T00:00:00"}))
+
+    code = run_cli("restore", "--latest", "--dsn", target.dsn, "--backup-dir", str(tmp_path))
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 2, out
+    assert str(record.dump_path) in out
+    assert f"unreadable backup metadata, ignored: {tmp_path / 'list.json'} is not" in out
+    assert "'2099-01-01T00:00:00' has no time zone" in out

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,8 +218,14 @@ def run_pg_restore(tool: Tool, dump: Path, dsn: str, dbname: str, *, keep_owners
     if not keep_owners:
         argv.append("--no-owner")
     argv.append(str(dump))
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          env=env, check=False)
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              env=env, check=False)
+    except OSError as exc:
+        raise BackupError(
+            f"could not run pg_restore {tool.version} ({tool.path}) on {dump.name}: {exc}; "
+            "check that it is still installed and executable, or pass --pg-bindir with the "
+            "directory of a working one") from exc
     if done.returncode != 0:
         raise BackupError(
             f"pg_restore {tool.version} of {dump.name} into database {dbname} failed (exit "
@@ -305,7 +312,11 @@ def file_problems(record: BackupRecord) -> list[str]:
     path = record.dump_path
     if not path.is_file():
         return [f"{path} is missing (the metadata {record.meta_path} describes it)"]
-    size, digest = file_digest(path)
+    try:
+        size, digest = file_digest(path)
+    except OSError as exc:
+        return [f"{path} cannot be read to check its sha256: {exc}; fix the file's "
+                "permissions or the disk, or take a new backup"]
     if digest != record.sha256:
         return [f"sha256 mismatch: {path.name} has sha256 {digest} ({size} bytes), the metadata "
                 f"says {record.sha256} ({record.size_bytes} bytes); the file changed or was "
@@ -424,6 +435,8 @@ def take_backup(dsn: str, directory: Path | str, *, verify: bool,
         tool = find_tool("pg_dump", version, bindir)
         partial = _reserve(directory, database, started)
         password = tool_connection(dsn, database)[2]
+        dump = partial.with_name(partial.name.removesuffix(".partial"))
+        step = f"running pg_dump {tool.version} ({tool.path})"
         try:
             with tempfile.TemporaryFile() as errors:
                 code, tables, migrated = _run_dump(conn, dsn, tool, database, partial, report,
@@ -437,9 +450,15 @@ def take_backup(dsn: str, directory: Path | str, *, verify: bool,
                     f"nothing was kept in {directory}. A full disk shows as 'could not write', "
                     "a missing privilege as 'permission denied' (back up as the database owner "
                     "or a superuser)")
-            dump = partial.with_name(partial.name.removesuffix(".partial"))
+            step = f"reading the finished dump {partial.name} for its sha256"
             size, digest = file_digest(partial)
+            step = f"renaming {partial.name} to {dump.name}"
             os.replace(partial, dump)
+        except OSError as exc:
+            raise BackupError(
+                f"the backup of {dsn_mod.describe(dsn)} failed {step}: {exc}; nothing was kept "
+                f"in {directory}. Check that the directory is on a healthy, writable disk with "
+                "free space and that nothing else writes in it, then back up again") from exc
         finally:
             partial.unlink(missing_ok=True)
     _fsync_dir(directory)
@@ -511,12 +530,27 @@ def verify_backup(record: BackupRecord, maintenance_dsn: str, *,
             problems = _restore_and_compare(record, maintenance_dsn, report, bindir, scratch)
         except (BackupError, psycopg.Error) as exc:
             problems = [dsn_mod.redact(str(exc)).strip()]
+        except OSError as exc:
+            problems = [f"verifying {record.dump_file} stopped: {exc}; check the disk and "
+                        "the client tools (--pg-bindir), then take a new backup with --verify"]
     verification = Verification(at=_now().isoformat(), ok=not problems,
                                 scratch_database=scratch[0] if scratch else "",
                                 problems=problems)
     record.verification = verification
     if record.meta_path is not None:
-        record.save(record.meta_path)
+        try:
+            record.save(record.meta_path)
+        except OSError as exc:
+            # Unsaved, the file still says "not verified": say so rather than claim a success.
+            outcome = ("the restore into a scratch database matched every table"
+                       if verification.ok else "the verification failed")
+            verification = Verification(
+                at=verification.at, ok=False, scratch_database=verification.scratch_database,
+                problems=[*problems, f"{outcome}, but the outcome could not be saved in "
+                          f"{record.meta_path}: {exc}; that file still says not verified, so "
+                          "restore --latest will not pick this backup. Free space or make "
+                          "the directory writable, then take a new backup with --verify"])
+            record.verification = verification
     return verification
 
 
@@ -532,15 +566,20 @@ class Pruned:
 
 
 def prune(directory: Path | str, database: str, keep_days: float,
-          now: datetime | None = None) -> Pruned:
+          now: datetime | None = None, protected: Collection[Path] = ()) -> Pruned:
     """Delete the backups (dump and metadata) of `database` older than `keep_days`, except
-    the newest verified one, which is never deleted however old; also `.partial` leftovers of
-    interrupted backups older than a day."""
-    if keep_days < 0:
-        raise BackupError(f"retention of {keep_days} days is negative; pass 0 or more")
+    the newest verified one, which is never deleted however old, and those whose metadata file
+    is in `protected` (the backup just taken); also `.partial` leftovers of interrupted
+    backups older than a day."""
+    if not keep_days >= 0 or math.isinf(keep_days):  # NaN fails the first test
+        raise BackupError(f"retention of {keep_days} days: pass a number of days, 0 or more")
     directory = Path(directory)
     now = now or _now()
-    cutoff = now - timedelta(days=keep_days)
+    try:
+        cutoff = now - timedelta(days=keep_days)
+    except OverflowError:  # more days than a datetime spans: nothing is that old
+        cutoff = datetime.min.replace(tzinfo=UTC)
+    kept = {Path(path).resolve() for path in protected}
     result = Pruned()
     records, unreadable = catalog.scan(directory, database)
     keep = catalog.latest_verified(directory, database)
@@ -554,6 +593,10 @@ def prune(directory: Path | str, database: str, keep_days: float,
             result.notes.append(
                 f"kept {record.dump_file} although older than {keep_days:g} days: it is the "
                 f"newest verified backup of {database}, which is never pruned")
+            continue
+        if record.meta_path is not None and record.meta_path.resolve() in kept:
+            result.notes.append(f"kept {record.dump_file} although older than {keep_days:g} "
+                                "days: it is the backup just taken")
             continue
         # Metadata first: a dump without it is never offered for a restore.
         for path in (record.meta_path, record.dump_path):

@@ -3,9 +3,11 @@ than those files, so a backup directory can be copied, listed and pruned with pl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,20 +73,111 @@ class BackupRecord:
         """Written to a temporary name and renamed, so a reader never sees half a record."""
         self.meta_path = meta_path
         partial = meta_path.with_name(meta_path.name + ".partial")
-        partial.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n",
-                           encoding="utf-8")
-        os.replace(partial, meta_path)
+        try:
+            partial.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n",
+                               encoding="utf-8")
+            os.replace(partial, meta_path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # not ours when it is, say, a directory
+                if not partial.is_dir():
+                    partial.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, meta_path: Path) -> BackupRecord:
-        data = json.loads(meta_path.read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: backup metadata format {data.get('format')!r}, "
-                             f"this eventgate reads format {FORMAT}")
-        verification = data.pop("verification", None)
-        tables = {k: TableSum(**v) for k, v in data.pop("tables").items()}
-        return cls(**data, tables=tables, meta_path=meta_path,
-                   verification=Verification(**verification) if verification else None)
+        """The record in `meta_path`; MetadataError, naming the file and what is wrong with it,
+        when it is not one this eventgate wrote (damaged, edited, of another format)."""
+        try:
+            data = json.loads(meta_path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise MetadataError(meta_path, f"cannot be read: {exc}") from exc
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise MetadataError(meta_path, f"is not JSON: {exc}") from exc
+        try:
+            return cls._from_json(data, meta_path)
+        except MetadataError:
+            raise
+        except Exception as exc:
+            raise MetadataError(meta_path, f"is not backup metadata: {exc!r}") from exc
+
+    @classmethod
+    def _from_json(cls, data: object, meta_path: Path) -> BackupRecord:
+        def bad(what: str) -> MetadataError:
+            return MetadataError(meta_path, f"is not backup metadata: {what}")
+
+        if not isinstance(data, dict):
+            raise bad(f"it holds a JSON {type(data).__name__}, not an object")
+        if not _is(data.get("format"), int) or data["format"] != FORMAT:
+            raise MetadataError(meta_path, f"has backup metadata format "
+                                f"{data.get('format')!r}, this eventgate reads format {FORMAT}")
+        unknown = sorted(set(data) - _FIELDS)
+        missing = sorted(_REQUIRED - set(data))
+        if unknown or missing:
+            raise bad("; ".join(
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"unknown fields {', '.join(unknown)}"] if unknown else [])))
+        for name, kind in _TYPES.items():
+            if not _is(data[name], kind):
+                raise bad(f"{name} is {data[name]!r}, not {_KIND_NAMES[kind]}")
+        _timestamp(data["created_at"], "created_at", bad)
+        dump_file = data["dump_file"]
+        if not dump_file or Path(dump_file).name != dump_file or dump_file in (".", ".."):
+            raise bad(f"dump_file {dump_file!r} is not a file name in the same directory")
+        tables: dict[str, TableSum] = {}
+        if not isinstance(data["tables"], dict):
+            raise bad("tables is not an object")
+        for table, value in data["tables"].items():
+            if (not isinstance(value, dict) or set(value) != {"rows", "checksum"}
+                    or not _is(value["rows"], int) or not isinstance(value["checksum"], str)):
+                raise bad(f"tables.{table} is {value!r}, not {{\"rows\": int, "
+                          "\"checksum\": str}")
+            tables[table] = TableSum(rows=value["rows"], checksum=value["checksum"])
+        verification = data.get("verification")
+        if verification is not None:
+            if (not isinstance(verification, dict)
+                    or set(verification) != {"at", "ok", "scratch_database", "problems"}
+                    or not isinstance(verification["at"], str)
+                    or not isinstance(verification["ok"], bool)
+                    or not isinstance(verification["scratch_database"], str)
+                    or not isinstance(verification["problems"], list)
+                    or not all(isinstance(p, str) for p in verification["problems"])):
+                raise bad(f"verification is {verification!r}, not an object of at, ok, "
+                          "scratch_database and problems")
+            _timestamp(verification["at"], "verification.at", bad)
+            verification = Verification(**verification)
+        plain = {k: v for k, v in data.items() if k not in ("tables", "verification")}
+        return cls(**plain, tables=tables, verification=verification, meta_path=meta_path)
+
+
+class MetadataError(ValueError):
+    """A metadata file that cannot be used; the message names the file."""
+
+    def __init__(self, meta_path: Path, problem: str) -> None:
+        super().__init__(f"{meta_path} {problem}")
+
+
+_FIELDS = {f.name for f in fields(BackupRecord)} - {"meta_path"}
+_REQUIRED = _FIELDS - {"verification"}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "database": str, "created_at": str, "dump_file": str, "size_bytes": int, "sha256": str,
+    "server_version": str, "migration_version": (int, type(None)),
+}
+_KIND_NAMES = {str: "a string", int: "an integer", (int, type(None)): "an integer or null"}
+
+
+def _is(value: object, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, with a JSON true/false not taken for a number."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _timestamp(value: str, name: str, bad: Callable[[str], Exception]) -> None:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad(f"{name} {value!r} is not an ISO 8601 timestamp") from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise bad(f"{name} {value!r} has no time zone (eventgate writes UTC, "
+                  "e.g. 2030-06-01T12:00:00+00:00)")
 
 
 def scan(directory: Path, database: str | None = None) -> tuple[list[BackupRecord], list[str]]:
@@ -97,8 +190,11 @@ def scan(directory: Path, database: str | None = None) -> tuple[list[BackupRecor
     for meta in sorted(directory.glob(f"*{META_SUFFIX}")):
         try:
             record = BackupRecord.load(meta)
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            unreadable.append(f"{meta}: {exc}")
+        except MetadataError as exc:
+            unreadable.append(str(exc))
+            continue
+        except Exception as exc:  # one odd file must never hide the others
+            unreadable.append(f"{meta} cannot be used: {exc!r}")
             continue
         if database is None or record.database == database:
             records.append(record)

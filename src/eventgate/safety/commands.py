@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -112,7 +113,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
             for problem in verification.problems:
                 console.print(f"  [red]✗[/] {escape(problem)}")
     if ok and args.retention_days is not None:
-        pruned = prune(directory, record.database, args.retention_days)
+        # The backup just taken is never pruned, even with --retention-days 0 and no --verify.
+        protected = [record.meta_path] if record.meta_path is not None else []
+        pruned = prune(directory, record.database, args.retention_days, protected=protected)
         if not quiet:
             for note in pruned.notes:
                 console.print(f"  [yellow]![/] {escape(note)}")
@@ -141,6 +144,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         f"is kept as {plan.database}_pre_restore_<time>")
     for skipped in plan.skipped:
         console.print(f"  [yellow]![/] skipped {escape(skipped)}: newer, but not verified")
+    for note in plan.notes:
+        console.print(f"  [yellow]![/] {escape(note)}")
     if not args.yes:
         console.print("nothing changed: add --yes to restore")
         return NOT_CONFIRMED
@@ -154,7 +159,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         f"  the previous database is kept as {report.previous_database}; drop it once "
         f"satisfied: {escape(report.drop_hint())}")
     for note in report.notes:
-        console.print(f"  [yellow]![/] {escape(note)}")
+        if note not in plan.notes:  # shown with the plan above
+            console.print(f"  [yellow]![/] {escape(note)}")
     return 0
 
 
@@ -171,8 +177,9 @@ def _days(text: str) -> float:
         days = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
-    if days < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the retention must be 0 days or more")
+    if not days >= 0 or math.isinf(days):  # NaN fails the first test
+        raise argparse.ArgumentTypeError(f"{text!r}: the retention must be a number of days, "
+                                         "0 or more")
     return days
 
 

@@ -9,6 +9,7 @@ untouched or kept whole under another name for the operator to inspect and drop.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from eventgate.safety.catalog import BackupRecord
 END_SESSIONS_TIMEOUT_S = 10.0
 TERMINATE_WAIT_MS = 5000
 RENAME_ATTEMPTS = 3
+LEFTOVER_STAMP = re.compile(r"\d{8}_\d{6}(_\d+)?")  # backup.DB_STAMP, numbered if taken
 DATABASE_PRIVILEGES = {"CREATE", "CONNECT", "TEMPORARY"}
 
 # Settings whose value is a list of quoted items (GUC_LIST_QUOTE in PostgreSQL): stored as
@@ -48,6 +50,9 @@ class RestorePlan:
     record: BackupRecord
     sessions: int  # other sessions on the database right now; a restore ends them
     skipped: list[str] = field(default_factory=list)  # newer backups that are not verified
+    # What the operator should know before going ahead: leftovers of an interrupted restore,
+    # metadata files that could not be read.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -125,6 +130,23 @@ def _other_sessions(conn: psycopg.Connection, database: str) -> list[tuple[objec
         "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchall()
 
 
+def _reopen(database: str) -> str:
+    """The statement that lets clients connect to `database` again."""
+    return f"ALTER DATABASE {quote_ident(database)} ALLOW_CONNECTIONS true"
+
+
+def _leftovers(conn: psycopg.Connection, database: str) -> list[str]:
+    """Databases named like the ones an interrupted restore of `database` leaves behind,
+    `<database>_restoring_<stamp>` (the base cut as free_database_name cuts it)."""
+    found = []
+    for (name,) in conn.execute("SELECT datname FROM pg_database "
+                                "WHERE strpos(datname, '_restoring_') > 0 ORDER BY 1"):
+        base, _, stamp = str(name).rpartition("_restoring_")
+        if base and database.startswith(base) and LEFTOVER_STAMP.fullmatch(stamp):
+            found.append(str(name))
+    return found
+
+
 def plan_restore(dsn: str, directory: Path | str, *,
                  maintenance_dsn: str | None = None) -> RestorePlan:
     """Which backup a restore of the database in `dsn` would use and whom it would cut off;
@@ -138,20 +160,37 @@ def plan_restore(dsn: str, directory: Path | str, *,
     record = catalog.latest_verified(directory, database)
     if record is None:
         raise _no_backup(directory, database, dsn)
-    records, _ = catalog.scan(directory, database)
+    records, unreadable = catalog.scan(directory, database)
     skipped = [r.dump_file for r in records if r.created > record.created]
+    notes = [f"unreadable backup metadata, ignored: {line}" for line in unreadable]
     with connect(maintenance, what=" (the maintenance database)") as conn:
-        if backup.database_properties(conn, database) is None:
+        props = backup.database_properties(conn, database)
+        if props is None:
             raise BackupError(
                 f"database {database} does not exist on {dsn_mod.describe(maintenance)}; this "
                 "restore replaces an existing database. To bring back one that is gone: "
                 f"createdb {database} and pg_restore --dbname {database} "
                 f"{record.dump_path}")
+        leftovers = _leftovers(conn, database)
+        notes += [f"{name} looks left over from an interrupted restore (unless one is running "
+                  f"now); once you are sure, drop it: DROP DATABASE {quote_ident(name)};"
+                  for name in leftovers]
+        if not props.get("datallowconn", True):
+            left = (f" (it also left {', '.join(leftovers)}: drop "
+                    f"{'it' if len(leftovers) == 1 else 'them'} with "
+                    + " ".join(f"DROP DATABASE {quote_ident(n)};" for n in leftovers) + ")"
+                    if leftovers else "")
+            raise BackupError(
+                f"refusing to restore {database}: it does not accept connections "
+                "(datallowconn is false), which is how a restore killed while ending sessions "
+                f"leaves it{left}. Nothing was changed. Unless it was closed on purpose, "
+                f"re-open it: {_reopen(database)}; then run the restore again (it closes the "
+                "database itself, and gives it back its own setting, while it swaps)")
         problem = _privilege_problem(conn, database)
         if problem:
             raise BackupError(problem)
         sessions = len(_other_sessions(conn, database))
-    return RestorePlan(database, record, sessions, skipped)
+    return RestorePlan(database, record, sessions, skipped, notes)
 
 
 def _set_setting(name: str, value: str) -> sql.Composable:
@@ -269,16 +308,21 @@ def _swap(conn: psycopg.Connection, database: str, restored: str, previous: str,
     allowed = bool(props.get("datallowconn", True))
     limit = int(props.get("datconnlimit", -1))
     target = sql.Identifier(database)
+    # Only a kill (SIGKILL, a lost terminal) skips the `finally` that re-opens the database:
+    # the way back is on the operator's screen for as long as it is closed.
+    if_killed = f"(if this restore is killed now, re-open {database}: {_reopen(database)})"
+    report(f"closing {database} to new connections {if_killed}")
     # Closed first, so an application cannot reconnect between the terminations and the rename.
     conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(target))
     swapped = False
     try:
-        report(f"ending the other sessions of {database}")
+        report(f"ending the other sessions of {database} {if_killed}")
         ended = _end_sessions(conn, database)
         for attempt in range(1, RENAME_ATTEMPTS + 1):
             try:
                 with conn.transaction():
-                    report(f"renaming {database} → {previous}, {restored} → {database}")
+                    report(f"renaming {database} → {previous}, {restored} → {database} "
+                           f"{if_killed}")
                     conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                         target, sql.Identifier(previous)))
                     conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
@@ -345,7 +389,15 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
                 backup.drop_database(conn, restored)
     if plan.skipped:
         notes.append(f"newer backups skipped, not verified: {', '.join(plan.skipped)}")
-    notes += _only_in_previous(dsn_mod.with_dbname(maintenance, previous), record, previous)
+    notes += plan.notes
+    notes.append(f"rows written since the backup ({record.created_at}) are only in {previous}")
+    # The swap is committed: from here on a failure is a note, never a failed restore.
+    try:
+        notes += _only_in_previous(dsn_mod.with_dbname(maintenance, previous), record, previous)
+    except Exception as exc:
+        notes.append(f"could not list what only {previous} holds: "
+                     f"{dsn_mod.redact(str(exc)).strip()}; look there yourself before "
+                     "dropping it")
     return RestoreReport(database, record, ended, previous, settings,
                          time.monotonic() - started, notes)
 
@@ -353,7 +405,7 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
 def _only_in_previous(dsn: str, record: BackupRecord, previous: str) -> list[str]:
     """What the restore set aside rather than lost: tables the backup never had (the new
     schema's events, other event types among them), counted, so the operator is told."""
-    with connect(dsn) as conn:
+    with connect(dsn, what=f" (the previous database, {previous})") as conn:
         tables = conn.execute(
             "SELECT schemaname, tablename FROM pg_tables "
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
@@ -366,11 +418,10 @@ def _only_in_previous(dsn: str, record: BackupRecord, previous: str) -> list[str
                 sql.Identifier(schema), sql.Identifier(table))).fetchone()
             if row and row[0]:
                 extra.append(f"{schema}.{table} ({row[0]} rows)")
-    lines = [f"rows written since the backup ({record.created_at}) are only in {previous}"]
-    if extra:
-        lines.append(f"tables the backup does not have, kept in {previous}: {', '.join(extra)}; "
-                     "export what you need from there before dropping it")
-    return lines
+    if not extra:
+        return []
+    return [f"tables the backup does not have, kept in {previous}: {', '.join(extra)}; "
+            "export what you need from there before dropping it"]
 
 
 def _fill(conn: psycopg.Connection, tool: backup.Tool, record: BackupRecord, maintenance: str,
