@@ -23,6 +23,7 @@ from eventgate.console import RichProgress, console, status_table, steps_table
 from eventgate.errors import ConfigError, EventgateError
 from eventgate.migrate.runner import ProgressSink, Runner
 from eventgate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
+from eventgate.report_cli import cmd_report, configure_report
 from eventgate.safety.commands import cmd_backup, cmd_restore, configure_backup, configure_restore
 from eventgate.safety.preflight_cli import cmd_preflight, configure_preflight
 from eventgate.seed.generator import SeedPlan
@@ -420,6 +421,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--app-factory", metavar="MODULE:FUNCTION",
                        help="serve another factory taking EngineSettings (default: the "
                        "reference engine)")
+
+    configure_report(verb("report", cmd_report))
 
     docs = verb("docs", cmd_docs)
     docs.add_argument("--output", default="-", help="file to write (default: standard output)")

@@ -6,8 +6,10 @@ nothing worse than a lock wait."""
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -19,6 +21,7 @@ from eventgate.pg.databases import Database
 pytestmark = pytest.mark.destructive
 
 READ_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -92,8 +95,10 @@ def _reader(dsn: str, traffic: Traffic, stop: threading.Event, wedding_id: int) 
             traffic.read_waits_s.append(time.monotonic() - started)
 
 
-def _run_with_traffic(db: Database, bundle: Bundle) -> tuple[Traffic, float, float]:
-    """Migrate while the old application writes and reads; returns the traffic and the window."""
+def _under_traffic(db: Database, operation: Callable[[psycopg.Connection], T]
+                   ) -> tuple[T, Traffic, float, float]:
+    """Run `operation` while the old application writes and reads through the legacy names;
+    returns its result, the traffic, and the window the operation took."""
     with db.connect() as conn:
         wedding_id, tenant = conn.execute(
             "SELECT id, tenant_id FROM wedding_events WHERE wedding_date IS NOT NULL "
@@ -111,19 +116,26 @@ def _run_with_traffic(db: Database, bundle: Bundle) -> tuple[Traffic, float, flo
     for thread in threads:
         thread.start()
     try:
-        while len(traffic.inserted_guests) < 20:  # traffic flowing before the migration starts
+        while len(traffic.inserted_guests) < 20:  # traffic flowing before the operation starts
             time.sleep(0.01)
         with db.connect() as conn:
             window_start = time.monotonic()
-            reports = Runner(conn, bundle, lock_timeout_ms=5000).execute()
+            result = operation(conn)
             window_end = time.monotonic()
         acked_at_end = len(traffic.inserted_guests)
-        while len(traffic.inserted_guests) < acked_at_end + 20:  # and after it, through views
+        while len(traffic.inserted_guests) < acked_at_end + 20:  # and goes on after it
             time.sleep(0.01)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+    return result, traffic, window_start, window_end
+
+
+def _run_with_traffic(db: Database, bundle: Bundle) -> tuple[Traffic, float, float]:
+    """Migrate under traffic; every migration must apply."""
+    reports, traffic, window_start, window_end = _under_traffic(
+        db, lambda conn: Runner(conn, bundle, lock_timeout_ms=5000).execute())
     assert [r.version for r in reports] == [6, 7, 8, 9, 10]
     return traffic, window_start, window_end
 
@@ -251,31 +263,8 @@ def test_a_gradual_rollback_under_live_traffic_keeps_every_acknowledged_write(
         migrated_db: Database, reference_bundle: Bundle) -> None:
     """The way back too: the old application writes through the views, then through the legacy
     tables again, while 010 to 006 are rolled back and each step is verified."""
-    with migrated_db.connect() as conn:
-        wedding_id, tenant = conn.execute(
-            "SELECT id, tenant_id FROM wedding_events WHERE wedding_date IS NOT NULL "
-            "ORDER BY id LIMIT 1").fetchone() or (None, None)
-        guest_ids = [r[0] for r in conn.execute(
-            "SELECT id FROM wedding_invitations ORDER BY id LIMIT 25").fetchall()]
-        wedding_ids = [r[0] for r in conn.execute(
-            "SELECT id FROM wedding_events ORDER BY id LIMIT 10").fetchall()]
-    traffic, stop = Traffic(), threading.Event()
-    writer = threading.Thread(target=_writer, args=(migrated_db.dsn, traffic, stop, wedding_id,
-                                                    tenant, guest_ids, wedding_ids))
-    writer.start()
-    try:
-        while len(traffic.inserted_guests) < 20:
-            time.sleep(0.01)
-        with migrated_db.connect() as conn:
-            window_start = time.monotonic()
-            reports = Runner(conn, reference_bundle).rollback(to=0)
-            window_end = time.monotonic()
-        acked_at_end = len(traffic.inserted_guests)
-        while len(traffic.inserted_guests) < acked_at_end + 20:
-            time.sleep(0.01)
-    finally:
-        stop.set()
-        writer.join(timeout=60)
+    reports, traffic, window_start, window_end = _under_traffic(
+        migrated_db, lambda conn: Runner(conn, reference_bundle).rollback(to=0))
     assert [r.version for r in reports] == [10, 9, 8, 7, 6]
     assert all(r.verified for r in reports)
     assert traffic.errors == []

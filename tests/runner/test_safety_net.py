@@ -46,21 +46,6 @@ def _engine_made_events(conn: psycopg.Connection) -> None:
         "SELECT id, 'agenda', 'Day one', 1 FROM events WHERE slug = 'devconf'")
 
 
-def test_gradual_rollback_is_verified_step_by_step_and_returns_everything(
-        legacy_db: Database, reference_bundle: Bundle) -> None:
-    with legacy_db.connect() as conn:
-        before = fingerprint(conn)
-        runner = Runner(conn, reference_bundle)
-        runner.execute()
-        reports = runner.rollback(to=0)
-        after = fingerprint(conn)
-    assert [r.version for r in reports] == [10, 9, 8, 7, 6]
-    assert all(r.verified and r.verified.startswith("schema as before the migration")
-               for r in reports)
-    assert differences(before, after) == []
-    assert runner.warnings == []
-
-
 def test_rolling_back_past_the_engines_events_exports_them_and_says_so(
         legacy_db: Database, reference_bundle: Bundle, tmp_path: Path) -> None:
     with legacy_db.connect() as conn:

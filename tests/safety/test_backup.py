@@ -28,10 +28,6 @@ pytestmark = pytest.mark.destructive
 PASSWORD = "s3cret"
 
 
-def run_cli(*argv: str) -> int:
-    return main(list(argv))
-
-
 def databases_named(server: Server, prefix: str) -> list[str]:
     with server.connect() as conn:
         return [r[0] for r in conn.execute(
@@ -289,8 +285,8 @@ def test_prune_of_a_directory_without_verified_backups_says_so(tmp_path: Path) -
 def test_backup_command_verifies_and_prints_the_record_as_json(
         legacy_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = fake_backup(tmp_path, legacy_db.name, 400, verified=True, now=datetime.now(UTC))
-    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path), "--verify",
-                   "--json", "--retention-days", "30")
+    code = main(["backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path), "--verify",
+                   "--json", "--retention-days", "30"])
     out = capsys.readouterr().out
     assert code == 0, out
     data = json.loads(out)
@@ -309,8 +305,8 @@ def test_backup_command_says_not_verified_and_exits_1(
            f'"{real_tool("pg_restore")}" --version\n'
            'echo "pg_restore: error: could not execute query: out of memory" >&2; exit 1\n')
     backups = tmp_path / "backups"
-    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(backups), "--verify",
-                   "--pg-bindir", str(bindir), "--retention-days", "0")
+    code = main(["backup", "--dsn", legacy_db.dsn, "--backup-dir", str(backups), "--verify",
+                   "--pg-bindir", str(bindir), "--retention-days", "0"])
     out = capsys.readouterr().out
     assert code == 1
     assert "NOT VERIFIED" in out and "out of memory" in out
@@ -321,7 +317,7 @@ def test_backup_command_says_not_verified_and_exits_1(
 def test_backup_command_failure_is_one_failed_line_without_the_password(
         legacy_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dsn = f"{legacy_db.dsn.replace(legacy_db.name, 'nope_' + legacy_db.name)} password={PASSWORD}"
-    code = run_cli("backup", "--dsn", dsn, "--backup-dir", str(tmp_path / "b"))
+    code = main(["backup", "--dsn", dsn, "--backup-dir", str(tmp_path / "b")])
     out = capsys.readouterr().out
     assert code == 1
     assert "FAILED: could not connect" in out
@@ -346,8 +342,8 @@ def test_backup_command_with_retention_0_never_prunes_the_backup_it_just_took(
     """Without --verify nothing is verified, so only age decides: the new backup was created
     a moment before the cutoff of `now - 0 days`, and must still be kept."""
     old = fake_backup(tmp_path, legacy_db.name, 3, verified=None, now=datetime.now(UTC))
-    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path),
-                   "--retention-days", "0")
+    code = main(["backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path),
+                   "--retention-days", "0"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0, out
     records, unreadable = catalog.scan(tmp_path, legacy_db.name)
@@ -363,8 +359,8 @@ def test_backup_command_with_retention_0_never_prunes_the_backup_it_just_took(
 def test_a_retention_that_is_not_0_days_or_more_is_refused(
         days: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as usage:
-        run_cli("backup", "--dsn", "postgresql://nobody@localhost/none", "--backup-dir",
-                str(tmp_path), "--retention-days", days)
+        main(["backup", "--dsn", "postgresql://nobody@localhost/none", "--backup-dir",
+                str(tmp_path), "--retention-days", days])
     assert usage.value.code == 2
     assert "the retention must be a number of days, 0 or more" in capsys.readouterr().err
     fake_backup(tmp_path, "app", 40, verified=None)
@@ -446,8 +442,8 @@ def test_preflight_and_backup_with_retention_survive_malformed_metadata(
     check = check_backup(legacy_db.name, Options(backup_dir=tmp_path))
     assert check.status == "ok" and good.dump_file in check.detail
 
-    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path),
-                   "--retention-days", "30")
+    code = main(["backup", "--dsn", legacy_db.dsn, "--backup-dir", str(tmp_path),
+                   "--retention-days", "30"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0, out
     assert f"left alone, unreadable: {tmp_path / 'list.json'} is not backup metadata" in out
@@ -486,8 +482,8 @@ def test_a_pg_restore_that_vanishes_fails_the_verification_not_the_program(
     script(bindir, "pg_restore", f'rm -f "$0"; exec "{real_tool("pg_restore")}" --version\n')
     backups = tmp_path / "backups"
 
-    code = run_cli("backup", "--dsn", legacy_db.dsn, "--backup-dir", str(backups), "--verify",
-                   "--pg-bindir", str(bindir))
+    code = main(["backup", "--dsn", legacy_db.dsn, "--backup-dir", str(backups), "--verify",
+                   "--pg-bindir", str(bindir)])
 
     out = " ".join(capsys.readouterr().out.split())
     assert code == 1, out

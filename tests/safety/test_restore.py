@@ -22,10 +22,6 @@ from eventgate.safety.restore import restore_latest
 pytestmark = pytest.mark.destructive
 
 
-def run_cli(*argv: str) -> int:
-    return main(list(argv))
-
-
 def databases_named(server: Server, prefix: str) -> list[str]:
     with server.connect() as conn:
         return [r[0] for r in conn.execute(
@@ -198,12 +194,12 @@ def test_restore_command_shows_the_plan_and_acts_only_with_yes(
     changed = snapshot_of(target)
     args = ("restore", "--dsn", target.dsn, "--backup-dir", str(tmp_path), "--latest")
 
-    assert run_cli(*args) == 2
+    assert main([*args]) == 2
     out = capsys.readouterr().out
     assert str(record.dump_path) in out and "add --yes to restore" in out
     assert snapshot_of(target) == changed
 
-    assert run_cli(*args, "--yes") == 0
+    assert main([*args, "--yes"]) == 0
     out = capsys.readouterr().out
     assert f"restored {target.name}" in out and "_pre_restore_" in out
     assert "DROP DATABASE" in out
@@ -215,7 +211,7 @@ def test_restore_command_shows_the_plan_and_acts_only_with_yes(
 
 def test_restore_command_requires_latest(target: Database, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as usage:
-        run_cli("restore", "--dsn", target.dsn, "--backup-dir", str(tmp_path), "--yes")
+        main(["restore", "--dsn", target.dsn, "--backup-dir", str(tmp_path), "--yes"])
     assert usage.value.code == 2
 
 
@@ -226,14 +222,14 @@ def test_emergency_path_through_the_cli_returns_the_legacy_database_and_names_wh
     application writes a conference, then restore --latest --yes."""
     before = snapshot_of(target)
     backups = str(tmp_path / "backups")
-    assert run_cli("backup", "--dsn", target.dsn, "--backup-dir", backups, "--verify") == 0
-    assert run_cli("migrate", "--execute", "--dsn", target.dsn) == 0
+    assert main(["backup", "--dsn", target.dsn, "--backup-dir", backups, "--verify"]) == 0
+    assert main(["migrate", "--execute", "--dsn", target.dsn]) == 0
     with target.connect() as conn:
         conn.execute("INSERT INTO events (tenant_id, event_type, title, slug) SELECT id, "
                      "'conference', 'DevConf', 'devconf' FROM tenants ORDER BY id LIMIT 1")
     capsys.readouterr()
-    assert run_cli("restore", "--latest", "--yes", "--dsn", target.dsn,
-                   "--backup-dir", backups) == 0
+    assert main(["restore", "--latest", "--yes", "--dsn", target.dsn,
+                   "--backup-dir", backups]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert differences(before, snapshot_of(target)) == []
     kept = databases_named(pg_server, f"{target.name}_pre_restore_")
@@ -253,7 +249,7 @@ def test_a_restore_that_cannot_count_the_previous_database_still_reports_it(
     table), the restore has still happened and says where the previous database went."""
     name, limited = target.name, f"{target.name}_limited"
     backups = tmp_path / "backups"
-    assert run_cli("backup", "--dsn", target.dsn, "--backup-dir", str(backups), "--verify") == 0
+    assert main(["backup", "--dsn", target.dsn, "--backup-dir", str(backups), "--verify"]) == 0
     with target.connect() as conn:
         conn.execute("CREATE TABLE written_after_the_backup AS SELECT 1 AS id")
     with pg_server.connect() as conn:
@@ -261,8 +257,8 @@ def test_a_restore_that_cannot_count_the_previous_database_still_reports_it(
         try:
             conn.execute(f'ALTER ROLE current_user IN DATABASE "{name}" SET role = "{limited}"')
             capsys.readouterr()
-            code = run_cli("restore", "--latest", "--yes", "--dsn", target.dsn,
-                           "--backup-dir", str(backups))
+            code = main(["restore", "--latest", "--yes", "--dsn", target.dsn,
+                           "--backup-dir", str(backups)])
         finally:
             for db in databases_named(pg_server, name):
                 conn.execute(f'ALTER ROLE current_user IN DATABASE "{db}" RESET role')
@@ -297,8 +293,8 @@ def test_a_database_closed_by_a_killed_restore_is_refused_with_the_command_to_re
             with pytest.raises(BackupError) as refused:
                 restore_latest(target.dsn, tmp_path)
             capsys.readouterr()
-            code = run_cli("restore", "--latest", "--dsn", target.dsn,
-                           "--backup-dir", str(tmp_path))
+            code = main(["restore", "--latest", "--dsn", target.dsn,
+                           "--backup-dir", str(tmp_path)])
             out = " ".join(capsys.readouterr().out.split())
             assert conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
                                 (name,)).fetchone() == (False,), "nothing changed"
@@ -332,7 +328,7 @@ def test_restore_plan_names_unreadable_metadata_and_still_uses_the_good_backup(
     (tmp_path / "naive.json").write_text(json.dumps(
         {**data, "created_at": "2099-01-01T00:00:00"}))
 
-    code = run_cli("restore", "--latest", "--dsn", target.dsn, "--backup-dir", str(tmp_path))
+    code = main(["restore", "--latest", "--dsn", target.dsn, "--backup-dir", str(tmp_path)])
 
     out = " ".join(capsys.readouterr().out.split())
     assert code == 2, out
