@@ -456,3 +456,14 @@ def test_an_unreachable_server_fails_clearly_without_the_password(
     printed = capsys.readouterr().out
     assert "FAILED: preflight could not connect to ops@127.0.0.1" in " ".join(printed.split())
     assert "s3cret" not in printed
+
+
+def test_unreadable_backup_metadata_beside_a_good_backup_is_a_warning(
+        legacy_db: Database, tmp_path: Path) -> None:
+    directory = tmp_path / "backups"
+    save_backup(directory, legacy_db.name)
+    (directory / "broken.json").write_text("[1, 2]")
+    backup = run_preflight(legacy_db.dsn, Options(backup_dir=directory)).check("backup")
+    assert backup.status == "warn"
+    assert "1 metadata files could not be read: " in backup.detail and "broken.json" in (
+        backup.detail)

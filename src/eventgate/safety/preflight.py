@@ -567,9 +567,16 @@ def _newest_seen(directory: Path, database: str) -> str:
 def check_backup(database: str, options: Options) -> Check:
     directory, limit_h = options.backup_dir, options.max_backup_age_h
     record = catalog.latest_verified(directory, database)
+    _, unreadable = catalog.scan(directory)
     if record is not None and record.age_s() <= limit_h * 3600:
-        return Check("backup", "ok", f"verified backup {record.dump_file} of {database}, "
-                     f"{_age(record)} old (limit {limit_h:g} h), in {directory}")
+        found = (f"verified backup {record.dump_file} of {database}, "
+                 f"{_age(record)} old (limit {limit_h:g} h), in {directory}")
+        if unreadable:
+            # A backup someone counts on may be among them: say so, without failing.
+            return Check("backup", "warn", f"{found}; {len(unreadable)} metadata files could "
+                         f"not be read: {unreadable[0]}",
+                         "fix or remove the unreadable metadata files")
+        return Check("backup", "ok", found)
     if record is not None:
         problem = (f"the newest verified backup of {database} in {directory}, "
                    f"{record.dump_file}, is {_age(record)} old (limit {limit_h:g} h)")
