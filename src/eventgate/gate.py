@@ -23,6 +23,10 @@ class SuiteTally:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    # Seconds spent in the suite's tests, as junit times them (setup, call and teardown; a
+    # session fixture's setup counts towards the first test that needs it), so a slow suite
+    # on staging shows which one it is.
+    duration_s: float = 0.0
 
 
 @dataclass
@@ -74,6 +78,7 @@ def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
         parts = (case.get("classname") or "").split(".")
         suite = parts[1] if len(parts) > 1 and parts[0] == "tests" else parts[0]
         tally = tallies.setdefault(suite, SuiteTally())
+        tally.duration_s += float(case.get("time") or 0)
         problem = case.find("failure")
         if problem is None:
             problem = case.find("error")
@@ -85,16 +90,24 @@ def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
             tally.skipped += 1
         else:
             tally.passed += 1
+    for tally in tallies.values():
+        tally.duration_s = round(tally.duration_s, 2)
     return tallies, failed
 
 
 def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,
              pytest_args: list[str], base_url: str | None = None) -> Verdict:
+    # A gate that dies before its verdict must not leave the previous run's "go" behind for a
+    # deployment script to read.
+    (reports / "verdict.json").unlink(missing_ok=True)
     root = find_suites()
     (reports / "benchmarks").mkdir(parents=True, exist_ok=True)
     junit = reports / "junit.xml"
     junit.unlink(missing_ok=True)
     env = dict(os.environ)
+    # The checks' JSON (reports/checks/) belongs with this run's other reports: without this
+    # the suites write it to reports/ of the checkout, whatever --reports says.
+    env["EVENTGATE_REPORTS"] = str(reports.resolve())
     # Settings travel by environment, so a password never shows in the process list.
     for key, value in (("EVENTGATE_DSN", dsn), ("EVENTGATE_BUNDLE", bundle),
                        ("EVENTGATE_SCALE", scale), ("EVENTGATE_BASE_URL", base_url)):
