@@ -40,8 +40,30 @@ OPTIONS = (
            "MODULE:FUNCTION serving the engines the suite starts (default: the reference "
            "engine); used to prove the gates catch a broken engine"),
     Option("eventgate_reports", "--reports-dir", "EVENTGATE_REPORTS",
-           "directory for check results as JSON (reports/checks/)", "reports"),
+           "directory for check results as JSON (checks/) and, unless --alluredir is given, "
+           "Allure results (allure-results/)", "reports"),
 )
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A yes/no setting: a flag that takes no value, an environment variable and an ini key."""
+
+    dest: str
+    flag: str
+    env: str
+    help: str
+
+
+ALLOW_DESTRUCTIVE = Flag(
+    "eventgate_allow_destructive", "--allow-destructive", "EVENTGATE_ALLOW_DESTRUCTIVE",
+    "against an external target (--dsn or --base-url), run the tests that are not green too: "
+    "they write, and may change or delete the target's data. Without it they are skipped.")
+FLAGS = (ALLOW_DESTRUCTIVE,)
+
+# The spellings pytest accepts for bool ini values, so the environment takes the same ones.
+_TRUE = frozenset({"1", "y", "yes", "t", "true", "on"})
+_FALSE = frozenset({"", "0", "n", "no", "f", "false", "off"})
 
 
 @dataclass(frozen=True)
@@ -53,10 +75,16 @@ class Settings:
     reports: Path = Path("reports")
     base_url: str | None = None
     engine_factory: str | None = None
+    allow_destructive: bool = False
 
     @property
     def external(self) -> bool:
         return self.dsn is not None
+
+    @property
+    def external_target(self) -> bool:
+        """Pointed at something the suite does not own: a database, an engine, or both."""
+        return bool(self.dsn or self.base_url)
 
 
 def _resolve(config: pytest.Config, option: Option) -> str | None:
@@ -69,6 +97,23 @@ def _resolve(config: pytest.Config, option: Option) -> str | None:
     return str(ini) if ini else option.default
 
 
+def _resolve_flag(config: pytest.Config, flag: Flag) -> bool:
+    if config.getoption(flag.dest, default=None):
+        return True
+    raw = os.environ.get(flag.env)
+    if raw is not None:
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        # A typo must not silently decide whether tests may write to staging.
+        raise pytest.UsageError(
+            f"{flag.env}={raw!r} is neither true (1, yes, true, on) nor false (0, no, false, "
+            "off)")
+    return bool(config.getini(flag.dest))
+
+
 def settings_from(config: pytest.Config) -> Settings:
     values = {o.dest: _resolve(config, o) for o in OPTIONS}
     return Settings(
@@ -79,4 +124,5 @@ def settings_from(config: pytest.Config) -> Settings:
         reports=Path(values["eventgate_reports"] or "reports"),
         base_url=values["eventgate_base_url"],
         engine_factory=values["eventgate_engine_factory"],
+        allow_destructive=_resolve_flag(config, ALLOW_DESTRUCTIVE),
     )

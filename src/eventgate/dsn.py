@@ -8,9 +8,12 @@ import psycopg.conninfo
 
 from eventgate.errors import ConfigError
 
-# Up to the last '@' of the authority: a password may itself contain '@'.
+# Up to the last '@' of the authority: a password may itself contain '@'. The scheme starts at
+# a word boundary and is bounded, so a long run of letters (an HTTP body) is one linear scan, not
+# a backtrack from every position.
 _URL_PASSWORD = re.compile(
-    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/]*)(?=@[^@/\s]*(?:[/?\s]|$))", re.I)
+    r"(?P<head>\b[a-z][a-z0-9+.-]{0,40}://[^:/@\s]*:)(?P<pw>[^\s/]*)(?=@[^@/\s]*(?:[/?\s]|$))",
+    re.I)
 _KW_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 
 

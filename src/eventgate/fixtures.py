@@ -25,7 +25,7 @@ from eventgate.migrate.runner import Runner
 from eventgate.pg import provision
 from eventgate.pg.databases import Database, Databases
 from eventgate.pg.server import Server
-from eventgate.reporting import attach, write_json
+from eventgate.reporting import HttpExchanges, attach, write_json
 from eventgate.seed.load import build_legacy
 from eventgate.seed.scales import scale
 
@@ -155,7 +155,10 @@ def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
 
 @pytest.fixture
 def api(engine: RunningEngine) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=engine.url, timeout=15) as client:
+    """An HTTP client for the engine; each request and its response (credentials masked) is
+    attached to the test's Allure result when allure-pytest collects results."""
+    with httpx.Client(base_url=engine.url, timeout=15,
+                      event_hooks=HttpExchanges().event_hooks) as client:
         yield client
 
 

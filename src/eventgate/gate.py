@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,10 @@ class FailedGate:
     suite: str
     test: str
     reason: str
+    # "failure": the test ran and its gate said no; "error": it never got that far (a fixture
+    # failed in setup or teardown, e.g. the migration did not apply). `eventgate selftest`
+    # tells a gate that caught a defect from a run the defect merely broke.
+    kind: str = "failure"
 
 
 @dataclass
@@ -85,7 +91,8 @@ def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
         if problem is not None:
             tally.failed += 1
             failed.append(FailedGate(suite, f"{parts[-1]}::{case.get('name')}",
-                                     _first_line(problem.get("message") or problem.text)))
+                                     _first_line(problem.get("message") or problem.text),
+                                     problem.tag))
         elif case.find("skipped") is not None:
             tally.skipped += 1
         else:
@@ -96,7 +103,22 @@ def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
 
 
 def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,
-             pytest_args: list[str], base_url: str | None = None) -> Verdict:
+             pytest_args: list[str], base_url: str | None = None,
+             suites: Sequence[str] = SUITES,
+             extra_env: Mapping[str, str | None] | None = None,
+             log: Path | None = None,
+             started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> Verdict:
+    """Run the suites in a child pytest and read its junit into a verdict.
+
+    The keyword arguments after base_url serve `eventgate selftest`, which runs many gates side
+    by side: `suites` a subset of SUITES, `extra_env` variables set in (or, as None, removed
+    from) the child's environment after the settings above, `log` a file for the child's output
+    instead of this terminal, `started` called with the child process (so an interrupted caller
+    can stop it). Their defaults are what `eventgate gate` always did."""
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown or not suites:
+        raise ConfigError(f"unknown suites {', '.join(unknown) or '(none given)'}; choose from "
+                          f"{', '.join(SUITES)}")
     # A gate that dies before its verdict must not leave the previous run's "go" behind for a
     # deployment script to read.
     (reports / "verdict.json").unlink(missing_ok=True)
@@ -113,8 +135,13 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
                        ("EVENTGATE_SCALE", scale), ("EVENTGATE_BASE_URL", base_url)):
         if value:
             env[key] = value
+    for key, override in (extra_env or {}).items():
+        if override is None:
+            env.pop(key, None)
+        else:
+            env[key] = override
     marker = "green and not slow" if dsn else "not slow"
-    command = [sys.executable, "-m", "pytest", *(f"tests/{s}" for s in SUITES),
+    command = [sys.executable, "-m", "pytest", *(f"tests/{s}" for s in suites),
                "-m", marker, "-p", "no:cacheprovider", "-q",
                f"--junitxml={junit.resolve()}",
                f"--alluredir={(reports / 'allure-results').resolve()}", "--clean-alluredir",
@@ -122,16 +149,20 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
                # Budget figures go to that JSON and reports/checks/; the wide table is noise here.
                "--benchmark-quiet",
                *pytest_args]
-    started = time.monotonic()
-    child = subprocess.Popen(command, cwd=root, env=env)
-    try:
-        exit_code = child.wait()
-    except BaseException:
-        # Interrupted or terminated: let pytest tear down its cluster rather than killing it.
-        child.terminate()
-        child.wait(timeout=60)
-        raise
-    duration = time.monotonic() - started
+    began = time.monotonic()
+    with log.open("wb") if log is not None else contextlib.nullcontext() as output:
+        child = subprocess.Popen(command, cwd=root, env=env, stdout=output,
+                                 stderr=None if output is None else subprocess.STDOUT)
+        if started is not None:
+            started(child)
+        try:
+            exit_code = child.wait()
+        except BaseException:
+            # Interrupted or terminated: let pytest tear down its cluster rather than killing it.
+            child.terminate()
+            child.wait(timeout=60)
+            raise
+    duration = time.monotonic() - began
     target = f"external {dsn_mod.describe(dsn)}" if dsn else "embedded PostgreSQL (ephemeral)"
     verdict = Verdict("no-go", target, round(duration, 2), exit_code)
     if junit.exists():
@@ -141,6 +172,6 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
         verdict.verdict = "go"
     elif not verdict.failed:
         verdict.problem = (f"the suite did not run to completion (pytest exit code {exit_code});"
-                           " see its output above")
+                           f" see its output {'above' if log is None else f'in {log}'}")
     (reports / "verdict.json").write_text(json.dumps(asdict(verdict), indent=2) + "\n")
     return verdict

@@ -1,17 +1,21 @@
-"""The pytest plugin: options, markers, the report header and the one early stop when no
-database can be had. Fixtures live in eventgate.fixtures."""
+"""The pytest plugin: options, markers, the report header, the one early stop when no database
+can be had, and what goes into the Allure results (eventgate.allure_results). Fixtures live in
+eventgate.fixtures."""
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 
 import pytest
 
+from eventgate import allure_results, fixtures, reporting
 from eventgate import dsn as dsn_mod
-from eventgate import fixtures
-from eventgate.config import OPTIONS, settings_from
+from eventgate.checks import parity
+from eventgate.config import FLAGS, OPTIONS, settings_from
 from eventgate.errors import EventgateError
+from eventgate.pg.container import IMAGE
 from eventgate.pg.provision import Route, choose_route, external_server
 
 MARKERS = (
@@ -25,7 +29,8 @@ MARKERS = (
     "slow: production-scale; not in the default run",
 )
 
-_ROUTE_KEY = pytest.StashKey[str]()
+_TARGET_KEY = pytest.StashKey[allure_results.Target]()
+_KINDS = {"dsn": "external DSN", "local": "embedded", "container": "testcontainers"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,12 +39,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help_text = f"{option.help} [env {option.env}]"
         group.addoption(option.flag, dest=option.dest, default=None, help=help_text)
         parser.addini(option.dest, help=help_text, default=option.default)
+    for flag in FLAGS:
+        help_text = f"{flag.help} [env {flag.env}=1]"
+        group.addoption(flag.flag, dest=flag.dest, action="store_true", default=None,
+                        help=help_text)
+        parser.addini(flag.dest, help=help_text, type="bool", default=False)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+# tryfirst: the default results directory must be set before allure-pytest's pytest_configure
+# reads --alluredir.
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # A CI timeout or cancel sends SIGTERM, whose default action skips every finally block and
     # would leave the embedded cluster running; as an interrupt, teardown still happens.
@@ -50,13 +63,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
     if not config.pluginmanager.has_plugin("eventgate.fixtures"):
         config.pluginmanager.register(fixtures, "eventgate.fixtures")
+    # Resolved once here so that a malformed setting (EVENTGATE_ALLOW_DESTRUCTIVE=maybe) is a
+    # usage error before anything runs.
+    settings = settings_from(config)
+    allure_results.default_results_dir(config, settings)
+    if allure_results.allure_active(config) and reporting.observe_parity not in parity.observers:
+        parity.observers.append(reporting.observe_parity)
+        config.add_cleanup(lambda: parity.observers.remove(reporting.observe_parity))
 
 
-def _describe(route: Route) -> str:
+def _target(route: Route) -> allure_results.Target:
+    kind = _KINDS.get(route.kind, route.kind)
     if route.kind == "dsn":
         assert route.dsn is not None
-        return external_server(route.dsn).describe()
-    return route.description
+        server = external_server(route.dsn)
+        return allure_results.Target(kind, server.describe(), server.version)
+    if route.kind == "local":
+        assert route.binaries is not None
+        return allure_results.Target(kind, route.description, route.binaries.version)
+    return allure_results.Target(kind, f"{route.description} ({IMAGE})",
+                                 IMAGE.partition(":")[2].split("-")[0] or None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -66,22 +92,30 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     tests that need no database, and other projects' suites, are not held up."""
     settings = settings_from(session.config)
     try:
-        route = choose_route(settings.dsn, settings.pg_bindir)
-        session.config.stash[_ROUTE_KEY] = _describe(route)
+        target = _target(choose_route(settings.dsn, settings.pg_bindir))
     except EventgateError as exc:
         first_line = dsn_mod.redact(str(exc)).splitlines()[0]
-        session.config.stash[_ROUTE_KEY] = f"no PostgreSQL to test against ({first_line})"
+        target = allure_results.Target(
+            "none", f"no PostgreSQL to test against ({first_line})", None)
+    session.config.stash[_TARGET_KEY] = target
 
 
 EXTERNAL_SKIP = ("not a green test: it writes, or needs a database or engine the suite owns; "
-                 "against an external --dsn/--base-url only green tests run")
+                 "against an external --dsn/--base-url only green tests run unless "
+                 "--allow-destructive is given")
 
 
+# tryfirst: allure-pytest selects tests by label (--allure-features ...) in its own
+# pytest_collection_modifyitems, so the labels must be on the items by then.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Against an external target (staging), everything that is not green is skipped, so
-    nothing the suite runs there can write."""
+    nothing the suite runs there can write, unless --allow-destructive says it may. Every test
+    gets its Allure title, description and labels."""
+    if allure_results.allure_active(config):
+        allure_results.apply_metadata(items)
     settings = settings_from(config)
-    if not (settings.dsn or settings.base_url):
+    if not settings.external_target or settings.allow_destructive:
         return
     skip = pytest.mark.skip(reason=EXTERNAL_SKIP)
     for item in items:
@@ -89,10 +123,51 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    # Attachments made while this test runs belong to it (reporting keeps per-test limits).
+    reporting.begin_test(allure_results.results_dir(item.config) is not None)
+    try:
+        yield
+    finally:
+        reporting.end_test()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """environment.properties and categories.json beside the results, written once: by the
+    xdist controller, or by the only process when there are no workers. Not after Ctrl-C or
+    SIGTERM: asking the target for its ledger could hold up the exit by seconds."""
+    config = session.config
+    directory = allure_results.results_dir(config)
+    if (directory is None or hasattr(config, "workerinput") or config.option.collectonly
+            or exitstatus == pytest.ExitCode.INTERRUPTED or _TARGET_KEY not in config.stash):
+        return
+    allure_results.write_session_files(directory, settings_from(config), config.stash[_TARGET_KEY])
+
+
+def _named(dsn: str) -> str:
+    try:
+        return dsn_mod.describe(dsn)
+    except EventgateError:  # malformed: the header already says so; never show it whole
+        return dsn_mod.redact(dsn)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = settings_from(config)
-    route = config.stash.get(_ROUTE_KEY, "not chosen yet")
-    return [
-        f"eventgate: {route}",
+    target = config.stash.get(_TARGET_KEY, None)
+    lines = [
+        f"eventgate: {target.description if target else 'not chosen yet'}",
         f"eventgate: bundle {settings.bundle}, scale {settings.scale}",
     ]
+    if settings.allow_destructive:
+        if settings.external_target:
+            where = " and ".join(
+                ([f"the database {_named(settings.dsn)}"] if settings.dsn else [])
+                + ([f"the engine {reporting.redact_url(settings.base_url)}"]
+                   if settings.base_url else []))
+            lines.append(f"eventgate: !!! WARNING: --allow-destructive: tests that WRITE run "
+                         f"against {where}; they may change or delete its data !!!")
+        else:
+            lines.append("eventgate: --allow-destructive has no effect: the suite owns its "
+                         "database and engine")
+    return lines

@@ -1,6 +1,6 @@
-"""Writes the old application makes through the views land in the new tables and read back
-exactly as the same writes on the legacy tables do: the old application keeps working during the
-blue-green window."""
+"""Writes through the compatibility views: what the old application writes through the views
+lands in the new tables and reads back exactly as the same writes on the legacy tables do, so it
+keeps working during the blue-green window."""
 
 import psycopg
 import pytest

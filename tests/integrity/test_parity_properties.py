@@ -1,6 +1,6 @@
-"""Property: whatever legacy rows the old application holds, migrating them either keeps every
-value exactly (parity holds) or refuses with a report naming the rows, never a silent change;
-and rolling back gives the legacy rows back identical."""
+"""Parity as a property: whatever legacy rows the old application holds, migrating them either
+keeps every value exactly (parity holds) or refuses with a report naming the rows, never a silent
+change; and rolling back gives the legacy rows back identical."""
 
 import os
 from datetime import UTC, date, datetime, time, timedelta

@@ -1,5 +1,5 @@
-"""Every defect class the parity and compatibility gates exist for, injected into a private copy
-of the migrated database: each gate goes red naming the row and the column."""
+"""Parity and compatibility gates go red: every defect class they exist for, injected into a
+private copy of the migrated database, turns its gate red naming the row and the column."""
 
 from pathlib import Path
 

@@ -74,3 +74,56 @@ def test_green_sessions_are_read_only(target_conn) -> None:  # type: ignore[no-u
 
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         target_conn.execute("DELETE FROM tenants")
+
+
+DESTRUCTIVE_SUITE = """
+    import pytest
+
+    def test_writes():
+        pass
+
+    @pytest.mark.green
+    def test_reads():
+        pass
+"""
+# In-process runs: allure-pytest is switched off so that they add nothing to this session's
+# results (and that switch is proven harmless on the way).
+NO_ALLURE = ("-p", "no:allure_pytest", "-p", "no:cacheprovider")
+
+
+def test_against_an_external_engine_only_green_tests_run_and_the_skip_names_the_flag(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTGATE_BASE_URL", "http://127.0.0.1:9")
+    pytester.makepyfile(test_mixed=DESTRUCTIVE_SUITE)
+    result = pytester.runpytest(*NO_ALLURE, "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * not a green test*unless --allow-destructive is given"])
+    assert "WARNING" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "ini"])
+def test_allow_destructive_runs_them_with_a_loud_warning(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    monkeypatch.setenv("EVENTGATE_BASE_URL", "http://ops:s3cr3t@127.0.0.1:9")
+    pytester.makepyfile(test_mixed=DESTRUCTIVE_SUITE)
+    args = list(NO_ALLURE)
+    if how == "flag":
+        args.append("--allow-destructive")
+    elif how == "env":
+        monkeypatch.setenv("EVENTGATE_ALLOW_DESTRUCTIVE", "1")
+    else:
+        pytester.makeini("[pytest]\neventgate_allow_destructive = true\n")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["eventgate: !!! WARNING: --allow-destructive: tests that WRITE "
+                                 "run against the engine http://ops:****@127.0.0.1:9*"])
+    assert "s3cr3t" not in result.stdout.str()
+
+
+def test_a_malformed_allow_destructive_is_a_usage_error(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTGATE_ALLOW_DESTRUCTIVE", "maybe")
+    pytester.makepyfile(test_mixed=DESTRUCTIVE_SUITE)
+    result = pytester.runpytest(*NO_ALLURE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*EVENTGATE_ALLOW_DESTRUCTIVE='maybe' is neither true*"])

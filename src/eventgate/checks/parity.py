@@ -12,6 +12,7 @@ and keeps counts and a bounded sample.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,17 @@ from eventgate.checks.result import CheckResult
 CHECK = "content parity"
 STREAM_ROWS = 5000
 KEY_MISSING = "<key missing>"
+
+# Every content-parity result, pass or fail, is handed to these, so a report can keep its diff
+# samples also where a test does not record the check itself (the proofs, the properties). They
+# only look: the finding is the return value, unchanged.
+observers: list[Callable[[CheckResult], None]] = []
+
+
+def _observed(result: CheckResult) -> CheckResult:
+    for observe in observers:
+        observe(result)
+    return result
 
 
 @dataclass(frozen=True)
@@ -154,11 +166,11 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping,
             "extra": counts["extra"], "changed": counts["changed"],
             "changed_by_column": dict(by_column.most_common()), "samples": samples}
     if not counts:
-        return CheckResult(CHECK, subject, True, f"every row matches on all {len(columns)} "
-                           "mapped columns", sql=reproduce, data=data)
+        return _observed(CheckResult(CHECK, subject, True, f"every row matches on all "
+                                     f"{len(columns)} mapped columns", sql=reproduce, data=data))
     summary = (f"{mapping.legacy_table}: {counts['missing']} missing, {counts['extra']} extra, "
                f"{counts['changed']} changed")
     if by_column:
         summary += " (" + ", ".join(f"{name}: {n}" for name, n in by_column.most_common()) + ")"
     details = tuple(_describe(s, mapping.legacy_table, mapping.key) for s in samples[:5])
-    return CheckResult(CHECK, subject, False, summary, details, reproduce, data)
+    return _observed(CheckResult(CHECK, subject, False, summary, details, reproduce, data))

@@ -1,0 +1,239 @@
+"""The `eventgate selftest` verb: options, live progress, and the detection matrix it prints."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from eventgate.bundle import default_bundle_path, load_bundle
+from eventgate.console import console
+from eventgate.errors import ConfigError, EventgateError
+from eventgate.gate import SUITES
+from eventgate.seed.scales import SCALES
+from eventgate.selftest import (
+    Matrix,
+    Outcome,
+    Plan,
+    Variant,
+    cell_text,
+    cpu_count,
+    default_variants_dir,
+    load_variants,
+    markdown,
+    now_utc,
+    prepare,
+    run,
+    select,
+    update_readme,
+    write_json,
+)
+
+DEFAULT_REPORTS = "reports/selftest"
+STYLES = {"caught": "green", "refused": "green", "clean": "dim", "missed": "bold red",
+          "false alarm": "bold red", "broken": "bold red", "not run": "dim"}
+STATUS_STYLES = {"clean": "green", "caught": "green", "missed": "bold red",
+                 "false alarm": "bold red", "broken run": "bold red"}
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def configure_selftest(p: argparse.ArgumentParser) -> None:
+    """The verb's own options; cli.py's verb() adds --dsn (refused: every run owns its
+    database), --bundle (the bundle the overlays are applied to) and --traceback."""
+    p.add_argument("--only", type=_names, metavar="NAME[,NAME]",
+                   help="run these variants only (clean = the unchanged bundle); default: the "
+                   "clean bundle and every variant")
+    p.add_argument("--list", action="store_true", help="list the variants and exit")
+    p.add_argument("--jobs", type=int, default=cpu_count(), metavar="N",
+                   help=f"variants run side by side (default: the CPUs, {cpu_count()} here)")
+    p.add_argument("--reports", default=DEFAULT_REPORTS, metavar="DIR",
+                   help="matrix.json and one directory of reports per variant (default "
+                   f"{DEFAULT_REPORTS})")
+    p.add_argument("--markdown", metavar="FILE", help="also write the matrix as Markdown")
+    p.add_argument("--update-readme", metavar="FILE", help="replace the block between "
+                   "<!-- selftest:begin --> and <!-- selftest:end --> in FILE with the matrix")
+    p.add_argument("--variants", metavar="DIR", help="directory of <name>.toml overlays "
+                   "(default fixtures/sabotage of the checkout)")
+    p.add_argument("--suites", type=_names, default=list(SUITES), metavar="S[,S]",
+                   help=f"run only these suites (default all: {','.join(SUITES)}); the "
+                   "others show as not run")
+    p.add_argument("--scale", choices=sorted(SCALES), default="small",
+                   help="seed volume of every run (default small)")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="S",
+                   help="stop a variant's run after S seconds, as a broken run (default 900)")
+
+
+def _list(variants: list[Variant]) -> int:
+    table = Table(title=f"{len(variants)} sabotage variants", title_justify="left")
+    table.add_column("variant", no_wrap=True)
+    for column in ("defect", "must go red", "sabotage", "title"):
+        table.add_column(column)
+    for v in variants:
+        what = sorted({p.file for p in v.patches})
+        if v.engine_factory:
+            what.append(f"engine {v.engine_factory}")
+        table.add_row(v.name, v.defect, ", ".join(v.catches), "\n".join(what), v.title)
+    console.print(table, width=_width())
+    return 0
+
+
+def _width() -> int | None:
+    """Tables at the terminal's width; in a log or a file, wide enough not to fold names."""
+    return None if console.is_terminal else 160
+
+
+def _finished_line(o: Outcome) -> str:
+    style = STATUS_STYLES.get(o.status, "")
+    caught = [f"{s} ({c.failed or 'refused'})" for s, c in o.cells.items()
+              if c.state in ("caught", "refused")]
+    text = {"clean": "no test failed",
+            "caught": "caught by " + ", ".join(caught),
+            }.get(o.status, o.problem or "")
+    return (f"  [{style}]{'✓' if o.ok else '✗'} {escape(o.name)}[/]: {o.status} — "
+            f"{escape(text)} ({o.duration_s:.0f} s)")
+
+
+def _matrix_table(outcomes: list[Outcome]) -> Table:
+    table = Table(title="detection matrix (bold: must go red)", title_justify="left")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("defect")
+    for suite in SUITES:
+        table.add_column(suite, justify="center")
+    table.add_column("result")
+    table.add_column("s", justify="right")
+    for o in outcomes:
+        cells = []
+        for suite in SUITES:
+            cell = o.cells[suite]
+            style = STYLES.get(cell.state, "")
+            if cell.expected:
+                style = f"bold {style}".strip()
+            cells.append(f"[{style}]{escape(cell_text(cell))}[/]" if style else
+                         escape(cell_text(cell)))
+        status_style = STATUS_STYLES.get(o.status, "")
+        table.add_row(escape(o.name), escape(o.defect), *cells,
+                      f"[{status_style}]{o.status}[/]", f"{o.duration_s:.0f}")
+    return table
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, for the matrix's footnote."""
+    words = ["eventgate", "selftest"]
+    for flag, value, default in (("--bundle", args.bundle, None),
+                                 ("--variants", args.variants, None),
+                                 ("--only", ",".join(args.only or []), ""),
+                                 ("--suites", ",".join(args.suites), ",".join(SUITES)),
+                                 ("--scale", args.scale, "small"),
+                                 ("--jobs", str(args.jobs), str(cpu_count()))):
+        if value and value != default:
+            words += [flag, value]
+    return shlex.join(words)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Prove the gates: run the acceptance suites against the clean reference bundle and
+    against each sabotage variant of it (fixtures/sabotage/*.toml, one realistic defect each),
+    side by side, and print which suites caught which defect; exit 1 if the clean bundle fails
+    anything, a variant's suites stay green, or a run breaks. Writes reports/selftest/
+    matrix.json."""
+    if args.dsn:
+        raise ConfigError("eventgate selftest runs every variant on an embedded PostgreSQL of "
+                          "its own and never touches another database; it takes no --dsn")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: give 1 or more")
+    unknown = [s for s in args.suites if s not in SUITES]
+    if unknown or not args.suites:
+        raise ConfigError(f"--suites {','.join(args.suites)}: choose from {', '.join(SUITES)}")
+    variants = load_variants(Path(args.variants) if args.variants else default_variants_dir())
+    if args.list:
+        return _list(variants)
+    base = load_bundle(args.bundle).root if args.bundle else default_bundle_path()
+    chosen = select(variants, args.only)
+    reports = Path(args.reports)
+    plan = Plan(chosen, base, reports, tuple(s for s in SUITES if s in args.suites),
+                min(args.jobs, len(chosen)), args.scale, args.timeout)
+    bundles = prepare(plan)
+    console.print(f"selftest: {len(chosen)} runs ({', '.join(v.name for v in chosen)}), "
+                  f"{plan.jobs} at a time, suites {', '.join(plan.suites)}; reports in "
+                  f"{reports}/", soft_wrap=True)
+    began, started_at = time.monotonic(), now_utc()
+    lock = threading.Lock()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        overall = progress.add_task(f"0/{len(chosen)} done", total=len(chosen))
+        tasks: dict[str, object] = {}
+
+        def on_start(name: str) -> None:
+            with lock:
+                tasks[name] = progress.add_task(f"  {name}", total=None)
+
+        def on_finish(outcome: Outcome) -> None:
+            with lock:
+                task = tasks.pop(outcome.name, None)
+            if task is not None:
+                progress.remove_task(task)  # type: ignore[arg-type]
+            progress.advance(overall)
+            done = int(progress.tasks[0].completed)
+            progress.update(overall, description=f"{done}/{len(chosen)} done")
+            console.print(_finished_line(outcome), soft_wrap=True)
+
+        outcomes = run(plan, bundles, on_start, on_finish)
+    matrix = Matrix(started_at, round(time.monotonic() - began, 1), cpu_count(), plan.jobs,
+                    plan.scale, list(plan.suites), _command(args), outcomes)
+    console.print(_matrix_table(outcomes), width=_width())
+    for o in outcomes:
+        if o.first_failure:
+            f = o.first_failure
+            console.print(f"  {escape(o.name)}: {f['suite']} {escape(f['test'])}\n      "
+                          f"{escape(f['reason'])}", soft_wrap=True)
+    write_json(matrix, reports / "matrix.json")
+    text = markdown(matrix)
+    if args.markdown:
+        Path(args.markdown).write_text(text, encoding="utf-8")
+    if args.update_readme:
+        update_readme(Path(args.update_readme), text)
+    failures = [o for o in outcomes if not o.ok]
+    for o in failures:
+        console.print(f"[red]✗ {o.status.upper()}[/]: {escape(o.name)} ({escape(o.title)}): "
+                      f"{escape(o.problem or '')}", soft_wrap=True)
+    word = "[red]FAILED[/]" if failures else "[green]every defect caught, clean stays green[/]"
+    console.print(f"selftest: {word} — {len(outcomes)} runs in {matrix.duration_s:.0f} s with "
+                  f"--jobs {plan.jobs}; matrix in {reports / 'matrix.json'}", soft_wrap=True)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m eventgate.selftest_cli [options]`: the verb on its own, with the options
+    cli.py's verb() adds, until it is wired into the eventgate command."""
+    doc = " ".join((cmd_selftest.__doc__ or "").split())
+    parser = argparse.ArgumentParser(prog="eventgate selftest", description=doc)
+    parser.add_argument("--dsn", help="refused: every run owns its database")
+    parser.add_argument("--bundle", help="the bundle the overlays are applied to (default: the "
+                        "reference FASE 0 bundle)")
+    parser.add_argument("--traceback", action="store_true")
+    configure_selftest(parser)
+    args = parser.parse_args(argv)
+    try:
+        return cmd_selftest(args)
+    except EventgateError as exc:
+        if args.traceback:
+            raise
+        console.print(f"[red]FAILED:[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
