@@ -50,6 +50,16 @@ class StatusRow:
     entry: ledger.LedgerEntry | None
 
 
+@dataclass(frozen=True)
+class _LegacyBefore:
+    """What answered to the legacy names before a rollback step, and, when the step changes
+    that (010's rollback brings the tables back), their rows' checksums."""
+
+    identity: dict[str, tuple[int, int, str]]
+    content: dict[str, tuple[int, str]] | None
+    written: dict[str, int]  # this session's pending row counts per table (pg_stat_xact)
+
+
 class ProgressSink(Protocol):
     def begin(self, label: str, statements: int) -> None: ...
     def statement(self, text: str) -> None: ...
@@ -261,7 +271,7 @@ class Runner:
                 f"{entry.rollback_sha256[:12]}… then, {rollback.sha256[:12]}… now)")
         exported: list[exports.ExportedSet] = []
 
-        def prepare() -> dict[str, tuple[int, str]]:
+        def prepare() -> _LegacyBefore:
             exported.clear()
             plan = self.bundle.rollback_exports.get(migration.version)
             if plan is not None and self.export_dir is not None:
@@ -273,13 +283,18 @@ class Runner:
                 self.conn.execute("SELECT set_config('eventgate.exported', %s, true)",
                                   (f"{migration.version:03d}",))
             if not self.verify_rollbacks:
-                return {}
+                return _LegacyBefore({}, None, {})
+            identity = self._legacy_identity()
+            if not self._swaps_legacy_names(entry, identity):
+                # Tables that stay tables: this session's row counters (pg_stat_xact) and their
+                # identity prove them untouched, without reading them or blocking writers.
+                return _LegacyBefore(identity, None, self._written_rows(identity))
             # Writers wait for this step: a write committed between the two readings would
             # otherwise look like a difference the rollback made.
             self._lock_legacy_names()
-            return self._legacy_content()
+            return _LegacyBefore(identity, self._legacy_content(), {})
 
-        def bookkeeping(report: StepReport, legacy_before: dict[str, tuple[int, str]]) -> None:
+        def bookkeeping(report: StepReport, legacy_before: _LegacyBefore) -> None:
             if self.verify_rollbacks:
                 report.verified = self._verify_rollback(migration, entry, legacy_before)
             ledger.remove(self.conn, migration.version)
@@ -316,13 +331,62 @@ class Runner:
             self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
                 sql.SQL(", ").join(sql.Identifier("public", n) for n in names)))
 
+    def _legacy_identity(self) -> dict[str, tuple[int, int, str]]:
+        """What answers to each legacy name: (oid, relfilenode, relkind)."""
+        found = {}
+        for name in self.bundle.mapping:
+            row = self.conn.execute(
+                "SELECT c.oid::int8, c.relfilenode::int8, c.relkind::text FROM pg_class c "
+                "WHERE c.oid = to_regclass(%s)", (f"public.{name}",)).fetchone()
+            if row:
+                found[name] = (int(row[0]), int(row[1]), str(row[2]))
+        return found
+
+    @staticmethod
+    def _swaps_legacy_names(entry: ledger.LedgerEntry,
+                            identity: dict[str, tuple[int, int, str]]) -> bool:
+        """Whether this rollback changes what answers to a legacy name (a view becomes the
+        table again), judged by the catalog recorded before its migration; when in doubt, yes.
+        Only plain tables that stay plain tables take the cheap proof."""
+        if entry.schema_before is None:
+            return True
+        before = {row[1]: row[2] for row in entry.schema_before.get("relations", [])
+                  if row[0] == "public"}
+        return any(kind != "r" or before.get(name) != kind
+                   for name, (_, _, kind) in identity.items())
+
+    def _written_rows(self, identity: dict[str, tuple[int, int, str]]) -> dict[str, int]:
+        """Rows this session has inserted, updated or deleted in each table and not yet
+        reported to the statistics: earlier transactions' counts may still be among them, so
+        only the growth within one transaction says anything."""
+        counts = {}
+        for name, (oid, _, _) in identity.items():
+            row = self.conn.execute(
+                "SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables "
+                "WHERE relid = %s", (oid,)).fetchone()
+            counts[name] = int(row[0]) if row else 0
+        return counts
+
+    def _untouched_tables(self, before: _LegacyBefore) -> list[str]:
+        """Problems, if this transaction replaced or wrote to any of these tables."""
+        problems = []
+        now = self._legacy_identity()
+        written = self._written_rows(before.identity)
+        for name, was in before.identity.items():
+            if now.get(name) != was:
+                problems.append(f"{name} was dropped, replaced or truncated")
+            elif written[name] != before.written.get(name, 0):
+                problems.append(f"{name}: the rollback inserted, updated or deleted "
+                                f"{written[name] - before.written.get(name, 0)} rows")
+        return problems
+
     def _legacy_content(self) -> dict[str, tuple[int, str]]:
         """Checksums of whatever answers to the legacy names now: tables, or the views."""
         return {name: snapshot.relation_checksum(self.conn, "public", name)
                 for name in self._legacy_names()}
 
     def _verify_rollback(self, migration: Migration, entry: ledger.LedgerEntry,
-                         legacy_before: dict[str, tuple[int, str]]) -> str:
+                         before: _LegacyBefore) -> str:
         """Inside the rollback's transaction: the catalog is what it was before the migration,
         and the legacy names show the same rows as before the rollback. Otherwise raise, which
         undoes this step."""
@@ -334,7 +398,10 @@ class Runner:
             now = snapshot.schema_fingerprint(self.conn)
             problems += [f"schema {line}" for line in
                          snapshot.differences(dict(entry.schema_before), dict(now))]
-        legacy_after = self._legacy_content()
+        if before.content is None:
+            problems += self._untouched_tables(before)
+        legacy_before = before.content or {}
+        legacy_after = self._legacy_content() if before.content is not None else {}
         for name, (rows, checksum) in legacy_before.items():
             after = legacy_after.get(name)
             if after is None:
@@ -349,8 +416,10 @@ class Runner:
                 + "; ".join(problems) + f". Nothing was rolled back for {migration.label} (its "
                 "transaction was undone). Fix the rollback script, or restore the verified "
                 "backup: eventgate restore --latest")
+        how = "same rows" if before.content is not None else "not written to"
         return ("schema as before the migration" if entry.schema_before is not None
-                else "schema not compared") + f", {len(legacy_before)} legacy relations unchanged"
+                else "schema not compared") + (f", {len(before.identity)} legacy relations "
+                                               f"unchanged ({how})")
 
     def execute(self, to: int | None = None) -> list[StepReport]:
         """Apply every pending migration (or those up to `to`), each in its own transaction
