@@ -29,6 +29,7 @@ from eventgate.safety.preflight_cli import cmd_preflight, configure_preflight
 from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy, load
 from eventgate.seed.scales import SCALES, scale
+from eventgate.selftest_cli import cmd_selftest, configure_selftest
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -423,6 +424,7 @@ def _parser() -> argparse.ArgumentParser:
                        "reference engine)")
 
     configure_report(verb("report", cmd_report))
+    configure_selftest(verb("selftest", cmd_selftest))
 
     docs = verb("docs", cmd_docs)
     docs.add_argument("--output", default="-", help="file to write (default: standard output)")

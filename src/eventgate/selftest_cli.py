@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -76,20 +78,26 @@ def configure_selftest(p: argparse.ArgumentParser) -> None:
 def _list(variants: list[Variant]) -> int:
     table = Table(title=f"{len(variants)} sabotage variants", title_justify="left")
     table.add_column("variant", no_wrap=True)
-    for column in ("defect", "must go red", "sabotage", "title"):
-        table.add_column(column)
+    table.add_column("defect")
+    table.add_column("must go red")
+    table.add_column("sabotage", overflow="fold")
+    table.add_column("title")
     for v in variants:
         what = sorted({p.file for p in v.patches})
         if v.engine_factory:
             what.append(f"engine {v.engine_factory}")
         table.add_row(v.name, v.defect, ", ".join(v.catches), "\n".join(what), v.title)
-    console.print(table, width=_width())
+    _print_table(table)
     return 0
 
 
-def _width() -> int | None:
-    """Tables at the terminal's width; in a log or a file, wide enough not to fold names."""
-    return None if console.is_terminal else 160
+def _print_table(table: Table) -> None:
+    """At the terminal's width; in a log or a file (80 columns to rich), wide enough that
+    names and cells are not folded."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(file=console.file, highlight=False, width=160).print(table)
 
 
 def _finished_line(o: Outcome) -> str:
@@ -143,9 +151,9 @@ def _command(args: argparse.Namespace) -> str:
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Prove the gates: run the acceptance suites against the clean reference bundle and
     against each sabotage variant of it (fixtures/sabotage/*.toml, one realistic defect each),
-    side by side, and print which suites caught which defect; exit 1 if the clean bundle fails
-    anything, a variant's suites stay green, or a run breaks. Writes reports/selftest/
-    matrix.json."""
+    side by side, and print which suites caught which defect; write reports/selftest/matrix.json
+    and exit 1 if the clean bundle fails anything, a variant's suites stay green, or a run
+    breaks."""
     if args.dsn:
         raise ConfigError("eventgate selftest runs every variant on an embedded PostgreSQL of "
                           "its own and never touches another database; it takes no --dsn")
@@ -190,7 +198,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         outcomes = run(plan, bundles, on_start, on_finish)
     matrix = Matrix(started_at, round(time.monotonic() - began, 1), cpu_count(), plan.jobs,
                     plan.scale, list(plan.suites), _command(args), outcomes)
-    console.print(_matrix_table(outcomes), width=_width())
+    _print_table(_matrix_table(outcomes))
     for o in outcomes:
         if o.first_failure:
             f = o.first_failure
@@ -212,6 +220,10 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m eventgate.selftest_cli [options]`: the verb on its own, with the options
     cli.py's verb() adds, until it is wired into the eventgate command."""
@@ -223,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traceback", action="store_true")
     configure_selftest(parser)
     args = parser.parse_args(argv)
+    # As in cli.main: SIGTERM (a CI timeout) as SystemExit, so the running variants are stopped
+    # and tear their clusters down instead of running on after this process is gone.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return cmd_selftest(args)
     except EventgateError as exc:

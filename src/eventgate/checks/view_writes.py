@@ -1,0 +1,160 @@
+"""Writes the old application can make, column by column: for one row of a legacy table (or
+the compatibility view answering to its name), a new value for every column but the key, then
+NULL where the legacy table allows it. The same edits run on the legacy tables and through the
+views show whether an INSTEAD OF trigger drops or mangles a field (compat), and, before a
+rollback, whether the rollback keeps what was written through the views (integrity).
+
+Values are made so that every constraint of both schemas accepts them: a column with few
+distinct values (a status, a time zone, a wedding id) gets another value the table already
+holds; any other column a changed value of its own type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+# At most this many distinct values: treated as a closed set (status, rsvp_status, time zone,
+# theme), whose other members the CHECK constraints of the new schema accept.
+FEW_VALUES = 20
+
+# How a value of each legacy type is changed, from its current value %s (NULL: a fixed one).
+CHANGED: dict[str, tuple[str, str]] = {
+    "text": ("'edited ' || {v}", "'edited'"),
+    "character varying": ("'edited ' || {v}", "'edited'"),
+    "smallint": ("{v} + 1", "1"),
+    "integer": ("{v} + 1", "1"),
+    "bigint": ("{v} + 1", "1"),
+    "boolean": ("NOT {v}", "true"),
+    "date": ("{v} + 1", "date '2030-06-15'"),
+    "time without time zone": ("{v} + interval '1 minute 1 microsecond'", "time '12:34:56'"),
+    "timestamp with time zone": ("{v} + interval '1 day 1 microsecond'",
+                                 "timestamptz '2030-06-15 12:34:56.789012+00'"),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type, with typmod: character varying(200)
+    base_type: str  # without: character varying
+    nullable: bool
+    max_length: int | None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """SET column = value (as text, cast to the column's type; None: NULL) WHERE key = row."""
+
+    relation: str
+    key: str
+    row: object
+    column: Column
+    value: str | None
+
+    def statement(self) -> sql.Composed:
+        return sql.SQL("UPDATE {} SET {} = CAST({} AS {}) WHERE {} = {} RETURNING *").format(
+            sql.Identifier(self.relation), sql.Identifier(self.column.name),
+            sql.Literal(self.value), sql.SQL(self.column.type), sql.Identifier(self.key),
+            sql.Literal(self.row))
+
+    def describe(self) -> str:
+        value = "NULL" if self.value is None else repr(self.value)
+        return (f"UPDATE {self.relation} SET {self.column.name} = {value} WHERE "
+                f"{self.key} = {self.row}")
+
+
+def columns(conn: psycopg.Connection, relation: str) -> list[Column]:
+    """The columns of a legacy table, in order, as the table declares them."""
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+        "format_type(a.atttypid, NULL), NOT a.attnotnull, "
+        "CASE WHEN a.atttypid = 'varchar'::regtype AND a.atttypmod > 0 "
+        "     THEN a.atttypmod - 4 END "
+        "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY a.attnum", (f"public.{relation}",)).fetchall()
+    return [Column(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+
+
+def edit_row(conn: psycopg.Connection, relation: str, key: str) -> object:
+    """The row the edits go to: the one with the highest key (an ordinary row, not one of the
+    seed's edge cases, which come first)."""
+    row = conn.execute(sql.SQL("SELECT max({}) FROM {}").format(
+        sql.Identifier(key), sql.Identifier(relation))).fetchone()
+    assert row is not None and row[0] is not None, f"{relation} holds no rows to edit"
+    return row[0]
+
+
+def new_value(conn: psycopg.Connection, relation: str, key: str, row: object,
+              column: Column) -> str | None:
+    """A value for `column` of that row, different from the current one, as text."""
+    name, table = sql.Identifier(column.name), sql.Identifier(relation)
+    current = sql.SQL("(SELECT {} FROM {} WHERE {} = {})").format(
+        name, table, sql.Identifier(key), sql.Literal(row))
+    counted = conn.execute(sql.SQL("SELECT count(DISTINCT {}) FROM {}").format(
+        name, table)).fetchone()
+    if column.name.endswith("_id") or (counted is not None and counted[0] <= FEW_VALUES):
+        # Another value the table holds: a real wedding or tenant, a status the new schema's
+        # CHECK accepts.
+        found = conn.execute(sql.SQL(
+            "SELECT {name}::text FROM {table} WHERE {name} IS NOT NULL "
+            "AND {name} IS DISTINCT FROM {current} ORDER BY {key} DESC LIMIT 1").format(
+                name=name, table=table, current=current, key=sql.Identifier(key))).fetchone()
+        if found is not None:
+            return str(found[0])
+    if column.base_type not in CHANGED:
+        raise AssertionError(f"{relation}.{column.name}: no way to change a {column.type} "
+                             "value; add its type to eventgate.checks.view_writes.CHANGED")
+    changed, fixed = CHANGED[column.base_type]
+    expression = sql.SQL("coalesce({}, {})").format(
+        sql.SQL(changed.format(v="{}")).format(current), sql.SQL(fixed))
+    if column.max_length is not None:
+        expression = sql.SQL("left({}, {})").format(expression, sql.Literal(column.max_length))
+    value = conn.execute(sql.SQL("SELECT ({})::text").format(expression)).fetchone()
+    assert value is not None
+    return None if value[0] is None else str(value[0])
+
+
+def edits(conn: psycopg.Connection, relation: str, key: str) -> list[tuple[Column, bool]]:
+    """What to write, in order: every column but the key to a new value, then to NULL where
+    allowed (the value itself is drawn just before each write, from the row as it is then)."""
+    plan = []
+    for column in columns(conn, relation):
+        if column.name == key:
+            continue
+        plan.append((column, False))
+        if column.nullable:
+            plan.append((column, True))
+    return plan
+
+
+def make_edit(conn: psycopg.Connection, relation: str, key: str, row: object,
+              column: Column, to_null: bool) -> Edit:
+    value = None if to_null else new_value(conn, relation, key, row, column)
+    return Edit(relation, key, row, column, value)
+
+
+def apply(conn: psycopg.Connection, edit: Edit) -> tuple[tuple[object, ...] | None, str | None]:
+    """Run the edit; (the row it returned, None), or (None, the error) when it was refused."""
+    try:
+        with conn.transaction():
+            returned = conn.execute(edit.statement()).fetchone()
+    except psycopg.Error as exc:
+        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+    return returned, None
+
+
+def read_row(conn: psycopg.Connection, relation: str, key: str,
+             row: object) -> tuple[object, ...] | None:
+    return conn.execute(sql.SQL("SELECT * FROM {} WHERE {} = {}").format(
+        sql.Identifier(relation), sql.Identifier(key), sql.Literal(row))).fetchone()
+
+
+def differing(names: list[str], left: tuple[object, ...] | None,
+              right: tuple[object, ...] | None) -> str:
+    """The columns two rows disagree on, with both values."""
+    if left is None or right is None:
+        return f"{'no row' if left is None else left} vs {'no row' if right is None else right}"
+    return ", ".join(f"{n}: {a!r} vs {b!r}" for n, a, b in zip(names, left, right, strict=True)
+                     if a != b)
