@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from rich.table import Table
 
 from eventgate.bundle import default_bundle_path, load_bundle
 from eventgate.console import console
-from eventgate.errors import ConfigError, EventgateError
+from eventgate.errors import ConfigError
 from eventgate.gate import SUITES
 from eventgate.seed.scales import SCALES
 from eventgate.selftest import (
@@ -218,37 +216,3 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     console.print(f"selftest: {word} — {len(outcomes)} runs in {matrix.duration_s:.0f} s with "
                   f"--jobs {plan.jobs}; matrix in {reports / 'matrix.json'}", soft_wrap=True)
     return 1 if failures else 0
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m eventgate.selftest_cli [options]`: the verb on its own, with the options
-    cli.py's verb() adds, until it is wired into the eventgate command."""
-    doc = " ".join((cmd_selftest.__doc__ or "").split())
-    parser = argparse.ArgumentParser(prog="eventgate selftest", description=doc)
-    parser.add_argument("--dsn", help="refused: every run owns its database")
-    parser.add_argument("--bundle", help="the bundle the overlays are applied to (default: the "
-                        "reference FASE 0 bundle)")
-    parser.add_argument("--traceback", action="store_true")
-    configure_selftest(parser)
-    args = parser.parse_args(argv)
-    # As in cli.main: SIGTERM (a CI timeout) as SystemExit, so the running variants are stopped
-    # and tear their clusters down instead of running on after this process is gone.
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return cmd_selftest(args)
-    except EventgateError as exc:
-        if args.traceback:
-            raise
-        console.print(f"[red]FAILED:[/] {escape(str(exc))}", soft_wrap=True)
-        return 1
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

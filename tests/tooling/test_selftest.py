@@ -35,7 +35,7 @@ VARIANTS = load_variants(default_variants_dir())
 
 
 def selftest(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eventgate.selftest_cli", *args],
+    return subprocess.run([sys.executable, "-m", "eventgate.cli", "selftest", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
