@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -291,8 +291,8 @@ class Runner:
                 return _LegacyBefore(identity, None, self._written_rows(identity))
             # Writers wait for this step: a write committed between the two readings would
             # otherwise look like a difference the rollback made.
-            self._lock_legacy_names()
-            return _LegacyBefore(identity, self._legacy_content(), {})
+            self._lock_legacy_names(identity)
+            return _LegacyBefore(identity, self._legacy_content(identity), {})
 
         def bookkeeping(report: StepReport, legacy_before: _LegacyBefore) -> None:
             if self.verify_rollbacks:
@@ -314,19 +314,10 @@ class Runner:
                 f"{exported[0].name} FROM '{exported[0].path}' CSV HEADER")
         return report
 
-    def _legacy_names(self) -> list[str]:
-        present = []
-        for name in self.bundle.mapping:
-            row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                    (f"public.{name}",)).fetchone()
-            if row and row[0]:
-                present.append(name)
-        return present
-
-    def _lock_legacy_names(self) -> None:
+    def _lock_legacy_names(self, names: Iterable[str]) -> None:
         """SHARE on the legacy tables, or on the views holding their names (which locks the
         tables behind them too): reads go on, writes wait until this step commits."""
-        names = self._legacy_names()
+        names = list(names)
         if names:
             self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
                 sql.SQL(", ").join(sql.Identifier("public", n) for n in names)))
@@ -380,10 +371,10 @@ class Runner:
                                 f"{written[name] - before.written.get(name, 0)} rows")
         return problems
 
-    def _legacy_content(self) -> dict[str, tuple[int, str]]:
+    def _legacy_content(self, names: Iterable[str]) -> dict[str, tuple[int, str]]:
         """Checksums of whatever answers to the legacy names now: tables, or the views."""
         return {name: snapshot.relation_checksum(self.conn, "public", name)
-                for name in self._legacy_names()}
+                for name in names}
 
     def _verify_rollback(self, migration: Migration, entry: ledger.LedgerEntry,
                          before: _LegacyBefore) -> str:
@@ -401,7 +392,8 @@ class Runner:
         if before.content is None:
             problems += self._untouched_tables(before)
         legacy_before = before.content or {}
-        legacy_after = self._legacy_content() if before.content is not None else {}
+        legacy_after = (self._legacy_content(self._legacy_identity())
+                        if before.content is not None else {})
         for name, (rows, checksum) in legacy_before.items():
             after = legacy_after.get(name)
             if after is None:
