@@ -254,6 +254,12 @@ def _categories() -> list[dict[str, Any]]:
                         "or changed, a missing index, a budget missed, an API answer that "
                         "disagrees with the database. This is what blocks the traffic switch.",
          "matchedStatuses": ["failed"], "messageRegex": anything_else},
+        {"name": "Not proven: the data cannot exercise the gate",
+         "description": "Neither a pass nor a failure: the database under test holds no data "
+                        "that could exercise this gate (no row to compare, no value to draw a "
+                        "parameter from). The message says what it looked for. eventgate gate "
+                        "--require-proof turns these into a no-go.",
+         "matchedStatuses": ["skipped"], "messageRegex": r"^[\s\S]*not proven: [\s\S]*$"},
         {"name": "Test defects",
          "description": "The test itself broke (an unexpected exception, not a failed "
                         "assertion): look at the suite before the product.",
@@ -385,6 +391,9 @@ def environment(settings: Settings, target: Target) -> dict[str, str]:
         "target": target.description,
         "bundle": str(settings.bundle),
         "scale": settings.scale,
+        # The data the gates ran on, for QA to replay a failure (an external target has none).
+        **({} if settings.external or settings.seed is None else {"seed": str(settings.seed)}),
+        **({"profile": settings.profile} if settings.profile else {}),
         **_migrations(settings),
         **_engine(settings),
         "eventgate.version": eventgate.__version__,

@@ -143,6 +143,29 @@ class QueryBudget:
     uses_index: tuple[str, ...] = ()
     no_seq_scan: tuple[str, ...] = ()
     why: str = ""
+    # "server": the execution time PostgreSQL reports (EXPLAIN ANALYZE), what the deployment
+    # guide's performance validation measures; "client": the round trip as the application
+    # sees it, send to last row fetched, which also counts the network and the answer's size.
+    judged_on: str = "server"
+    params_choice: str = ""  # how the parameters are chosen, in words, for the report
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """expectations.toml [change_log]: a table the bundle's migration installs, in which its
+    triggers record every row written to the migrated-to tables after the migration (columns
+    relation, row_key, origin 'legacy' or 'engine', op, changed_at). The gates only read it."""
+
+    table: str  # "schema.name" or "name" (then in public)
+    note: str = ""
+
+    @property
+    def schema(self) -> str:
+        return self.table.split(".", 1)[0] if "." in self.table else "public"
+
+    @property
+    def name(self) -> str:
+        return self.table.split(".", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,8 @@ class Expectations:
     same_values: tuple[SameValue, ...] = ()
     unique: tuple[UniqueValues, ...] = ()
     budgets: tuple[QueryBudget, ...] = ()
+    # None: no change record, so every difference from the *_backup tables is the migration's
+    change_log: ChangeLog | None = None
 
 
 @dataclass(frozen=True)
@@ -293,11 +318,29 @@ def _expectations(path: Path) -> Expectations:
                           f"entry is malformed ({exc})") from exc
     return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
                         tuple(indexes), references, same_values, unique,
-                        tuple(_budget(spec) for spec in data.get("budgets", [])))
+                        tuple(_budget(spec) for spec in data.get("budgets", [])),
+                        _change_log(data.get("change_log")))
+
+
+CHANGE_LOG_NAME = re.compile(r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$")
+
+
+def _change_log(spec: object) -> ChangeLog | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - {"table", "note"} or not isinstance(
+            spec.get("table"), str) or not isinstance(spec.get("note", ""), str):
+        raise BundleError("expectations.toml: [change_log] takes table = \"schema.name\" and "
+                          "an optional note, both strings")
+    if not CHANGE_LOG_NAME.match(spec["table"]):
+        raise BundleError(f"expectations.toml: [change_log] table {spec['table']!r} must read "
+                          "'name' or 'schema.name' (lower case, unquoted identifiers)")
+    return ChangeLog(spec["table"], " ".join(spec.get("note", "").split()))
 
 
 BUDGET_KEYS = {"name", "sql", "params", "budget_ms", "statistic", "uses_index", "no_seq_scan",
-               "why"}
+               "why", "judged_on", "params_choice"}
+JUDGED_ON = ("server", "client")
 
 
 def _budget(spec: dict[str, Any]) -> QueryBudget:
@@ -310,6 +353,10 @@ def _budget(spec: dict[str, Any]) -> QueryBudget:
     if spec.get("statistic", "p95") not in ("p50", "p95", "p99"):
         raise BundleError(f"expectations.toml: [[budgets]] {name!r}: statistic must be p50, "
                           f"p95 or p99, not {spec['statistic']!r}")
+    if spec.get("judged_on", "server") not in JUDGED_ON:
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: judged_on must be "
+                          f"'server' (execution time in PostgreSQL) or 'client' (the round "
+                          f"trip), not {spec['judged_on']!r}")
     budget_ms = spec.get("budget_ms", 50)
     if not isinstance(budget_ms, int | float) or not 0 < budget_ms < float("inf"):
         raise BundleError(f"expectations.toml: [[budgets]] {name!r}: budget_ms must be a "
@@ -322,7 +369,8 @@ def _budget(spec: dict[str, Any]) -> QueryBudget:
                           "gives no params for it")
     return QueryBudget(name, spec["sql"], params, float(spec.get("budget_ms", 50)),
                        spec.get("statistic", "p95"), tuple(spec.get("uses_index", ())),
-                       tuple(spec.get("no_seq_scan", ())), spec.get("why", ""))
+                       tuple(spec.get("no_seq_scan", ())), spec.get("why", ""),
+                       spec.get("judged_on", "server"), spec.get("params_choice", ""))
 
 
 def _toml(path: Path) -> dict[str, Any]:

@@ -26,9 +26,10 @@ from eventgate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
 from eventgate.report_cli import cmd_report, configure_report
 from eventgate.safety.commands import cmd_backup, cmd_restore, configure_backup, configure_restore
 from eventgate.safety.preflight_cli import cmd_preflight, configure_preflight
-from eventgate.seed.generator import SeedPlan
-from eventgate.seed.load import build_legacy, load
-from eventgate.seed.scales import SCALES, scale
+from eventgate.seed.choice import SEED_ENV, parse_seed, random_seed, replay_hint
+from eventgate.seed.profiles import PROFILES
+from eventgate.seed.scales import SCALES
+from eventgate.seed_cli import configure_seed_options, seed_into
 from eventgate.selftest_cli import cmd_selftest, configure_selftest
 
 Handler = Callable[[argparse.Namespace], int]
@@ -206,40 +207,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if any(r.state in ("edited", "missing-file") for r in rows) else 0
 
 
-def _plan(args: argparse.Namespace) -> SeedPlan:
-    base = scale(args.scale) if args.scale else scale("small")
-    return SeedPlan(weddings=args.weddings if args.weddings is not None else base.weddings,
-                    guests_per_wedding=(args.guests_per_wedding
-                                        if args.guests_per_wedding is not None
-                                        else base.guests_per_wedding),
-                    seed=args.seed, tenants=args.tenants)
-
-
-def _seed_into(conn: psycopg.Connection, args: argparse.Namespace, bundle: Bundle) -> None:
-    plan = _plan(args)
-    console.print(f"seeding {plan.weddings} weddings, ~{plan.guests_per_wedding} guests each, "
-                  f"{plan.tenant_count} tenants, seed {plan.seed}")
-    from rich.progress import Progress
-
-    started = time.monotonic()
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("COPY", total=None)
-
-        def tick(table: str, rows: int) -> None:
-            bar.update(task, advance=rows, description=f"COPY {table}")
-
-        counts = (load(conn, plan, tick) if getattr(args, "no_schema", False)
-                  else build_legacy(conn, bundle, plan, tick))
-    console.print(f"[green]seeded[/] {counts.tenants} tenants, {counts.weddings} weddings, "
-                  f"{counts.invitations} invitations, {counts.sections} sections in "
-                  f"{time.monotonic() - started:.2f} s")
-
-
 def cmd_seed(args: argparse.Namespace) -> int:
     """Create the legacy wedding schema in an empty database and load deterministic data
-    with COPY (the same --seed always gives the same rows)."""
+    with COPY (the same --seed always gives the same rows): a volume (--scale) or a named
+    data shape (--profile)."""
     with _connect(_dsn(args)) as conn:
-        _seed_into(conn, args, _bundle(args))
+        seed_into(conn, args, _bundle(args))
     return 0
 
 
@@ -254,7 +227,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             conn.execute("CREATE DATABASE wedding_legacy")
         dsn = server.dsn_for("wedding_legacy")
         with _connect(dsn) as conn:
-            _seed_into(conn, args, bundle)
+            seed_into(conn, args, bundle)
         console.print(f"{server.describe()}\n\n  export EVENTGATE_DSN='{dsn}'\n\n"
                       "then: eventgate migrate --dry-run | --execute | --validate, "
                       "eventgate status, eventgate rollback --to base\nCtrl-C stops and "
@@ -266,6 +239,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate_seed(args: argparse.Namespace) -> int:
+    """The embedded database's seed, chosen here so it can be printed and recorded in the
+    verdict, then handed to the suite."""
+    if args.seed is not None:
+        return int(args.seed)
+    raw = os.environ.get(SEED_ENV)
+    return parse_seed(raw, SEED_ENV) if raw else random_seed()
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     """Run the acceptance suites (integrity, compat, performance, functional) and write
     reports/junit.xml, reports/allure-results/ and reports/verdict.json; exit 1 on no-go.
@@ -275,24 +257,39 @@ def cmd_gate(args: argparse.Namespace) -> int:
     dsn = args.dsn or os.environ.get("EVENTGATE_DSN")
     if dsn:
         dsn_mod.parse(dsn)
-    verdict = run_gate(dsn=dsn, bundle=args.bundle, scale=args.scale,
+    # An external database is checked as it is: no seed is involved.
+    seed = None if dsn else _gate_seed(args)
+    if seed is not None:
+        console.print(f"seed {seed} ({replay_hint(seed)})")
+    verdict = run_gate(dsn=dsn, bundle=args.bundle, scale=args.scale, seed=seed,
+                       extra_env={"EVENTGATE_PROFILE": args.profile} if args.profile else None,
                        base_url=args.base_url or os.environ.get("EVENTGATE_BASE_URL"),
-                       reports=Path(args.reports), pytest_args=args.pytest_args)
+                       reports=Path(args.reports), pytest_args=args.pytest_args,
+                       require_proof=args.require_proof)
     from rich.table import Table
 
     table = Table(title=f"eventgate gate — {verdict.target}", title_justify="left")
-    for column in ("suite", "passed", "failed", "skipped"):
+    for column in ("suite", "passed", "failed", "not proven", "skipped"):
         table.add_column(column, justify="left" if column == "suite" else "right")
     for suite, tally in verdict.suites.items():
-        table.add_row(suite, str(tally.passed), str(tally.failed), str(tally.skipped))
+        table.add_row(suite, str(tally.passed), str(tally.failed), str(tally.not_proven),
+                      str(tally.skipped))
     console.print(table)
     for failed in verdict.failed:
         console.print(f"[red]✗[/] {failed.suite}: {escape(failed.test)}\n    "
                       f"{escape(failed.reason)}")
+    for unproven in verdict.not_proven:
+        console.print(f"[yellow]?[/] not proven — {unproven.suite}: {escape(unproven.test)}\n"
+                      f"    {escape(unproven.reason)}")
     if verdict.problem:
         console.print(f"[red]✗[/] {escape(verdict.problem)}")
     word = "[green]GO[/]" if verdict.go else "[red]NO-GO[/]"
-    console.print(f"verdict: {word} in {verdict.duration_s:.1f} s — reports in {args.reports}/ "
+    if verdict.go and verdict.not_proven:
+        word += (f" ({len(verdict.not_proven)} gates not proven on this data, named above; "
+                 "--require-proof makes that a no-go)")
+    seeded = "" if seed is None else f", seed {seed}"
+    console.print(f"verdict: {word} in {verdict.duration_s:.1f} s{seeded} — reports in "
+                  f"{args.reports}/ "
                   "(junit.xml, allure-results/, verdict.json)")
     return 0 if verdict.go else 1
 
@@ -359,14 +356,6 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--lock-retries", type=int, default=5, metavar="N",
                        help="retries, with backoff, after a lock_timeout (default 5)")
 
-    def seed_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--scale", choices=sorted(SCALES), help="a named volume (default small)")
-        p.add_argument("--weddings", type=int, help="number of weddings")
-        p.add_argument("--guests-per-wedding", type=int, help="average invitations per wedding")
-        p.add_argument("--tenants", type=int, help="number of tenants (default: weddings/20, "
-                       "3 to 1000)")
-        p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-
     migrate = verb("migrate", cmd_migrate)
     mode = migrate.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", action="store_true")
@@ -396,12 +385,12 @@ def _parser() -> argparse.ArgumentParser:
     verb("status", cmd_status)
 
     seed = verb("seed", cmd_seed)
-    seed_options(seed)
+    configure_seed_options(seed)
     seed.add_argument("--no-schema", action="store_true",
                       help="load into legacy tables that already exist (they must be empty)")
 
     cluster = verb("cluster", cmd_cluster)
-    seed_options(cluster)
+    configure_seed_options(cluster)
     cluster.add_argument("--pg-bindir", help="directory holding initdb and postgres")
 
     gate = verb("gate", cmd_gate)
@@ -410,6 +399,17 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--base-url", help="an engine already running (e.g. staging) "
                       "[env EVENTGATE_BASE_URL]; default: the suite starts the reference engine")
     gate.add_argument("--reports", default="reports", help="reports directory (default reports)")
+    gate.add_argument("--seed", type=int, help="random seed of the embedded database's data "
+                      f"[env {SEED_ENV}; default: a new one each run, printed and kept in "
+                      "verdict.json]")
+    gate.add_argument("--profile", choices=list(PROFILES), metavar="NAME",
+                      help="seed the embedded database with a named data shape instead of "
+                      f"--scale: {', '.join(PROFILES)} (see eventgate seed --help)")
+    gate.add_argument("--require-proof", action="store_true",
+                      default=os.environ.get("EVENTGATE_REQUIRE_PROOF", "").lower()
+                      in ("1", "true", "yes", "on"),
+                      help="no-go when any gate is not proven (the data cannot exercise it); "
+                      "without it, go names the unproven gates [env EVENTGATE_REQUIRE_PROOF]")
     gate.add_argument("pytest_args", nargs=argparse.REMAINDER,
                       help="after --: extra arguments for pytest")
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from eventgate.bundle import default_bundle_path
+from eventgate.errors import ConfigError
+from eventgate.seed.choice import SEED_ENV, parse_seed, random_seed
+from eventgate.seed.profiles import PROFILES
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,14 @@ class Option:
     help: str
     default: str | None = None
 
+
+SEED = Option("eventgate_seed", "--seed", SEED_ENV,
+              "random seed of the embedded database's data; default: a new one each run, "
+              "shown in the header, so a failure it finds can be replayed")
+# Not --profile: pytest-profiling owns that flag.
+PROFILE = Option("eventgate_profile", "--seed-profile", "EVENTGATE_PROFILE",
+                 "seed the embedded database with a named data shape instead of --scale: "
+                 + ", ".join(PROFILES) + " (eventgate seed --help describes them)")
 
 OPTIONS = (
     Option("eventgate_dsn", "--dsn", "EVENTGATE_DSN",
@@ -33,6 +44,8 @@ OPTIONS = (
     Option("eventgate_scale", "--scale", "EVENTGATE_SCALE",
            "seed data volume for the embedded database: small, medium or prod (10M "
            "invitations; minutes to build)", "small"),
+    SEED,
+    PROFILE,
     Option("eventgate_base_url", "--base-url", "EVENTGATE_BASE_URL",
            "an Event Management Engine already running (e.g. staging); without it the suite "
            "starts the reference engine against its own database"),
@@ -59,7 +72,11 @@ ALLOW_DESTRUCTIVE = Flag(
     "eventgate_allow_destructive", "--allow-destructive", "EVENTGATE_ALLOW_DESTRUCTIVE",
     "against an external target (--dsn or --base-url), run the tests that are not green too: "
     "they write, and may change or delete the target's data. Without it they are skipped.")
-FLAGS = (ALLOW_DESTRUCTIVE,)
+REQUIRE_PROOF = Flag(
+    "eventgate_require_proof", "--require-proof", "EVENTGATE_REQUIRE_PROOF",
+    "fail every gate the data cannot exercise (not proven) instead of reporting it apart: "
+    "for a CI gate that must not go on anything less than proof")
+FLAGS = (ALLOW_DESTRUCTIVE, REQUIRE_PROOF)
 
 # The spellings pytest accepts for bool ini values, so the environment takes the same ones.
 _TRUE = frozenset({"1", "y", "yes", "t", "true", "on"})
@@ -76,6 +93,9 @@ class Settings:
     base_url: str | None = None
     engine_factory: str | None = None
     allow_destructive: bool = False
+    require_proof: bool = False
+    seed: int | None = None  # None only in a Settings built by hand
+    profile: str | None = None
 
     @property
     def external(self) -> bool:
@@ -114,6 +134,37 @@ def _resolve_flag(config: pytest.Config, flag: Flag) -> bool:
     return bool(config.getini(flag.dest))
 
 
+# Key of the seed in xdist's workerinput: the controller chooses, every worker seeds with it
+# (plugin.pytest_configure_node), or the workers would test different data sets.
+WORKER_SEED = "eventgate_seed"
+_SEED_KEY = pytest.StashKey[int]()
+
+
+def session_seed(config: pytest.Config) -> int:
+    """The run's seed, chosen once per process: the controller's (under xdist), the one set,
+    or a random one."""
+    if _SEED_KEY not in config.stash:
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None and WORKER_SEED in workerinput:
+            seed = int(workerinput[WORKER_SEED])
+        else:
+            raw = _resolve(config, SEED)
+            try:
+                seed = parse_seed(raw, f"{SEED.flag} / {SEED.env}") if raw else random_seed()
+            except ConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        config.stash[_SEED_KEY] = seed
+    return config.stash[_SEED_KEY]
+
+
+def _profile(config: pytest.Config) -> str | None:
+    name = _resolve(config, PROFILE)
+    if name is not None and name not in PROFILES:
+        raise pytest.UsageError(f"{PROFILE.flag} / {PROFILE.env}={name!r} is not a profile; "
+                                f"choose one of {', '.join(PROFILES)}")
+    return name
+
+
 def settings_from(config: pytest.Config) -> Settings:
     values = {o.dest: _resolve(config, o) for o in OPTIONS}
     return Settings(
@@ -125,4 +176,7 @@ def settings_from(config: pytest.Config) -> Settings:
         base_url=values["eventgate_base_url"],
         engine_factory=values["eventgate_engine_factory"],
         allow_destructive=_resolve_flag(config, ALLOW_DESTRUCTIVE),
+        require_proof=_resolve_flag(config, REQUIRE_PROOF),
+        seed=session_seed(config),
+        profile=_profile(config),
     )

@@ -32,6 +32,29 @@ def _create_tables(files: tuple[SqlFile, ...]) -> list[str]:
             if s.lstrip().upper().startswith("CREATE TABLE")]
 
 
+def _change_record(bundle: Bundle) -> list[str]:
+    log = bundle.expectations.change_log
+    if log is None:
+        return ["", "## Change record\n", "None declared: the parity gates count every "
+                "difference from the legacy rows as the migration's."]
+    return ["", "## Change record\n",
+            f"`{log.table}` (expectations.toml `[change_log]`), read by the gates and never "
+            "written by them. " + (log.note or ""),
+            "",
+            "| column | meaning |", "|---|---|",
+            "| `relation` | the new table written to |",
+            "| `row_key` | the row's key as text; a changed key records both |",
+            "| `origin` | `legacy`: the old application, through the compatibility views; "
+            "`engine`: a direct write to the new tables |",
+            "| `op` | `INSERT`, `UPDATE` or `DELETE` |",
+            "| `changed_at` | when |",
+            "",
+            "Content parity, row-count parity and the views' bag equality leave the recorded "
+            "keys out of both sides and report them as changed since the migration, by "
+            "origin; every other row is held to its legacy row exactly. The integrity gates "
+            "check every row."]
+
+
 def render(bundle: Bundle) -> str:
     out = [HEADER, "## Migrations\n", "| version | file | rollback |", "|---|---|---|"]
     out += [f"| {m.version:03d} | `{m.label}` | `{m.rollback.label if m.rollback else '-'}` |"
@@ -61,6 +84,7 @@ def render(bundle: Bundle) -> str:
             "|---|---|---|---|---|"]
     out += [f"| `{i.name}` | `{i.table}` | {', '.join(i.columns)} | "
             f"{'yes' if i.unique else 'no'} | {i.why} |" for i in bundle.expectations.indexes]
+    out += _change_record(bundle)
     out += ["", "## Legacy schema (baseline)\n", "```sql"]
     out += [s + ";\n" for s in _create_tables(bundle.baseline)]
     out += ["```", "", "## Generic schema (after the migrations)\n", "```sql"]

@@ -8,9 +8,10 @@ import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import psycopg
@@ -23,10 +24,14 @@ from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.errors import EventgateError
 from eventgate.migrate.runner import Runner
 from eventgate.pg import provision
+from eventgate.pg.access import require_read_access
 from eventgate.pg.databases import Database, Databases
 from eventgate.pg.server import Server
+from eventgate.proof import not_proven
 from eventgate.reporting import HttpExchanges, attach, write_json
+from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy
+from eventgate.seed.profiles import profile
 from eventgate.seed.scales import scale
 
 STATEMENT_TIMEOUT_MS = 60_000
@@ -71,13 +76,20 @@ def databases(pg_server: Server) -> Iterator[Databases]:
         made.drop_all()
 
 
+def session_plan(settings: Settings) -> SeedPlan:
+    """What the session's legacy database is seeded with: the profile or the scale, with the
+    run's seed (the same in every xdist worker)."""
+    base = profile(settings.profile) if settings.profile else scale(settings.scale)
+    return base if settings.seed is None else replace(base, seed=settings.seed)
+
+
 @pytest.fixture(scope="session")
 def legacy_template(databases: Databases, bundle: Bundle,
                     eventgate_settings: Settings) -> Database:
     """The legacy wedding database, seeded once per session; only ever cloned."""
     db = databases.create("legacy")
     with db.connect() as conn:
-        build_legacy(conn, bundle, scale(eventgate_settings.scale))
+        build_legacy(conn, bundle, session_plan(eventgate_settings))
     return db
 
 
@@ -97,9 +109,16 @@ def migrated_template(databases: Databases, legacy_template: Database,
 
 @pytest.fixture(scope="session")
 def target_database(pg_server: Server, request: pytest.FixtureRequest) -> Database:
-    """The migrated database the green gates read: the --dsn database, or an embedded one."""
+    """The migrated database the green gates read: the --dsn database, or an embedded one.
+    An external one is first checked for what the gate's role may read: a missing privilege
+    stops the run once, naming the GRANT, instead of failing every gate."""
     if not pg_server.owned:
         dbname = psycopg.conninfo.conninfo_to_dict(pg_server.dsn).get("dbname", "")
+        try:
+            require_read_access(pg_server.dsn, request.getfixturevalue("bundle"),
+                                statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+        except EventgateError as exc:
+            pytest.exit(f"eventgate: {exc}", returncode=4)
         return Database(str(dbname), pg_server.dsn)
     databases: Databases = request.getfixturevalue("databases")
     template: Database = request.getfixturevalue("migrated_template")
@@ -174,17 +193,29 @@ def busy_tenant(engine_conn: psycopg.Connection) -> UUID:
     """The tenant with the most events in the engine's database."""
     row = engine_conn.execute("SELECT tenant_id FROM events GROUP BY 1 "
                               "ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()
-    assert row is not None, "the engine's database holds no events"
+    if row is None:
+        not_proven("the engine's database holds no events; the API gates need at least one")
     return UUID(str(row[0]))
 
 
-@pytest.fixture
-def other_tenant(engine_conn: psycopg.Connection, busy_tenant: UUID) -> UUID:
-    """Another tenant, to check that one never sees or changes the other's events."""
-    row = engine_conn.execute("SELECT id FROM tenants WHERE id <> %s ORDER BY id LIMIT 1",
-                              (busy_tenant,)).fetchone()
-    assert row is not None, "the engine's database holds a single tenant"
-    return UUID(str(row[0]))
+@pytest.fixture(params=["another-tenant", "unknown-tenant"])
+def intruder(request: pytest.FixtureRequest, engine_conn: psycopg.Connection,
+             busy_tenant: UUID) -> UUID:
+    """A tenant that does not own busy_tenant's events, to check that it never sees or
+    changes them: another tenant of the database, and one that does not exist at all (which
+    holds on any data, a single-tenant database included)."""
+    if request.param == "another-tenant":
+        row = engine_conn.execute("SELECT id FROM tenants WHERE id <> %s ORDER BY id LIMIT 1",
+                                  (busy_tenant,)).fetchone()
+        if row is None:
+            not_proven("the engine's database holds a single tenant, so no other real tenant "
+                       "can ask for its events (the unknown-tenant case covers this database)")
+        return UUID(str(row[0]))
+    while True:
+        stranger = uuid4()
+        if engine_conn.execute("SELECT NOT EXISTS (SELECT 1 FROM tenants WHERE id = %s)",
+                               (stranger,)).fetchone() == (True,):
+            return stranger
 
 
 @pytest.fixture

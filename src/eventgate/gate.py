@@ -16,6 +16,7 @@ from pathlib import Path
 import eventgate
 from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError
+from eventgate.proof import NOT_PROVEN, is_not_proven
 
 SUITES = ("integrity", "compat", "performance", "functional")
 
@@ -25,6 +26,7 @@ class SuiteTally:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    not_proven: int = 0
     # Seconds spent in the suite's tests, as junit times them (setup, call and teardown; a
     # session fixture's setup counts towards the first test that needs it), so a slow suite
     # on staging shows which one it is.
@@ -43,6 +45,15 @@ class FailedGate:
 
 
 @dataclass
+class UnprovenGate:
+    """A gate the data could not exercise: neither a pass nor a failure."""
+
+    suite: str
+    test: str
+    reason: str  # what it looked for and did not find
+
+
+@dataclass
 class Verdict:
     verdict: str  # "go" | "no-go"
     target: str
@@ -51,6 +62,12 @@ class Verdict:
     suites: dict[str, SuiteTally] = field(default_factory=dict)
     failed: list[FailedGate] = field(default_factory=list)
     problem: str | None = None
+    # The embedded database's random seed (None against --dsn): replays the run's data.
+    seed: int | None = None
+    not_proven: list[UnprovenGate] = field(default_factory=list)
+    # With require_proof a gate that is not proven fails in the child run, so it shows in
+    # `failed`; without it, go names what it could not prove.
+    require_proof: bool = False
 
     @property
     def go(self) -> bool:
@@ -78,8 +95,16 @@ def _first_line(text: str | None) -> str:
 
 
 def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
+    tallies, failed, _ = read_outcomes(path)
+    return tallies, failed
+
+
+def read_outcomes(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate],
+                                       list[UnprovenGate]]:
+    """Per-suite tallies, the failed gates and the gates not proven, from a junit file."""
     tallies = {suite: SuiteTally() for suite in SUITES}
     failed: list[FailedGate] = []
+    unproven: list[UnprovenGate] = []
     for case in ET.parse(path).getroot().iter("testcase"):
         parts = (case.get("classname") or "").split(".")
         suite = parts[1] if len(parts) > 1 and parts[0] == "tests" else parts[0]
@@ -93,17 +118,25 @@ def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
             failed.append(FailedGate(suite, f"{parts[-1]}::{case.get('name')}",
                                      _first_line(problem.get("message") or problem.text),
                                      problem.tag))
-        elif case.find("skipped") is not None:
-            tally.skipped += 1
+        elif (skipped := case.find("skipped")) is not None:
+            reason = skipped.get("message") or skipped.text or ""
+            if is_not_proven(reason):
+                tally.not_proven += 1
+                unproven.append(UnprovenGate(
+                    suite, f"{parts[-1]}::{case.get('name')}",
+                    _first_line(reason.removeprefix("Skipped: ").removeprefix(NOT_PROVEN))))
+            else:
+                tally.skipped += 1
         else:
             tally.passed += 1
     for tally in tallies.values():
         tally.duration_s = round(tally.duration_s, 2)
-    return tallies, failed
+    return tallies, failed, unproven
 
 
 def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,
-             pytest_args: list[str], base_url: str | None = None,
+             pytest_args: list[str], base_url: str | None = None, seed: int | None = None,
+             require_proof: bool = False,
              suites: Sequence[str] = SUITES,
              extra_env: Mapping[str, str | None] | None = None,
              log: Path | None = None,
@@ -132,9 +165,12 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
     env["EVENTGATE_REPORTS"] = str(reports.resolve())
     # Settings travel by environment, so a password never shows in the process list.
     for key, value in (("EVENTGATE_DSN", dsn), ("EVENTGATE_BUNDLE", bundle),
-                       ("EVENTGATE_SCALE", scale), ("EVENTGATE_BASE_URL", base_url)):
+                       ("EVENTGATE_SCALE", scale), ("EVENTGATE_BASE_URL", base_url),
+                       ("EVENTGATE_SEED", None if seed is None else str(seed))):
         if value:
             env[key] = value
+    if require_proof:
+        env["EVENTGATE_REQUIRE_PROOF"] = "1"
     for key, override in (extra_env or {}).items():
         if override is None:
             env.pop(key, None)
@@ -164,12 +200,17 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
             raise
     duration = time.monotonic() - began
     target = f"external {dsn_mod.describe(dsn)}" if dsn else "embedded PostgreSQL (ephemeral)"
-    verdict = Verdict("no-go", target, round(duration, 2), exit_code)
+    verdict = Verdict("no-go", target, round(duration, 2), exit_code, seed=seed,
+                      require_proof=require_proof)
     if junit.exists():
-        verdict.suites, verdict.failed = read_junit(junit)
+        verdict.suites, verdict.failed, verdict.not_proven = read_outcomes(junit)
     ran = sum(t.passed + t.failed for t in verdict.suites.values())
     if exit_code == 0 and ran and not verdict.failed:
         verdict.verdict = "go"
+    elif exit_code == 0 and not verdict.failed and verdict.not_proven:
+        # A go needs something proven: a run whose every gate was not proven says nothing.
+        verdict.problem = (f"no gate could be proven on this data ({len(verdict.not_proven)} "
+                           "not proven); a go needs at least one")
     elif not verdict.failed:
         verdict.problem = (f"the suite did not run to completion (pytest exit code {exit_code});"
                            f" see its output {'above' if log is None else f'in {log}'}")

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import Any
 
+import pluggy
 import pytest
 
-from eventgate import allure_results, fixtures, reporting
+from eventgate import allure_results, fixtures, proof, reporting
 from eventgate import dsn as dsn_mod
 from eventgate.checks import parity
-from eventgate.config import FLAGS, OPTIONS, settings_from
+from eventgate.config import FLAGS, OPTIONS, WORKER_SEED, session_seed, settings_from
 from eventgate.errors import EventgateError
 from eventgate.pg.container import IMAGE
 from eventgate.pg.provision import Route, choose_route, external_server
+from eventgate.seed.choice import replay_hint
 
 MARKERS = (
     "green: safe on a live system (read-only, bounded in time); what `pytest -m green` runs "
@@ -70,6 +73,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if allure_results.allure_active(config) and reporting.observe_parity not in parity.observers:
         parity.observers.append(reporting.observe_parity)
         config.add_cleanup(lambda: parity.observers.remove(reporting.observe_parity))
+
+
+# optionalhook: the hook exists only with pytest-xdist, which the plugin does not require.
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:  # xdist's WorkerController
+    """Hand the controller's seed to each worker: every worker builds its own legacy database,
+    and they must all hold the same data."""
+    node.workerinput[WORKER_SEED] = session_seed(node.config)
 
 
 def _target(route: Route) -> allure_results.Target:
@@ -133,6 +144,45 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         reporting.end_test()
 
 
+def _skip_reason(report: pytest.TestReport) -> str | None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2])
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+        None, pluggy.Result[pytest.TestReport], None]:
+    """With --require-proof a gate the data cannot exercise fails, naming why."""
+    outcome = yield
+    report = outcome.get_result()
+    reason = _skip_reason(report)
+    if proof.is_not_proven(reason) and settings_from(item.config).require_proof:
+        report.outcome = "failed"
+        report.longrepr = (f"{reason.removeprefix('Skipped: ') if reason else ''}\n"
+                           "(--require-proof: a gate the data cannot exercise fails)")
+
+
+def pytest_report_teststatus(report: pytest.TestReport,
+                             config: pytest.Config) -> tuple[str, str, str] | None:
+    """Not proven is its own outcome in the progress line and the closing tally."""
+    if proof.is_not_proven(_skip_reason(report)):
+        return "not proven", "N", "NOT PROVEN"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The -ra summary lists only pytest's own outcomes; not proven gets its own list."""
+    reports = terminalreporter.stats.get("not proven", [])
+    if not reports:
+        return
+    terminalreporter.section("not proven: the data cannot exercise these gates", sep="-")
+    for report in reports:
+        reason = (_skip_reason(report) or "").removeprefix("Skipped: ")
+        terminalreporter.line(f"NOT PROVEN {report.nodeid} - "
+                              f"{reason.removeprefix(proof.NOT_PROVEN)}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """environment.properties and categories.json beside the results, written once: by the
     xdist controller, or by the only process when there are no workers. Not after Ctrl-C or
@@ -157,8 +207,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     target = config.stash.get(_TARGET_KEY, None)
     lines = [
         f"eventgate: {target.description if target else 'not chosen yet'}",
-        f"eventgate: bundle {settings.bundle}, scale {settings.scale}",
+        f"eventgate: bundle {settings.bundle}, "
+        + (f"profile {settings.profile}" if settings.profile else f"scale {settings.scale}"),
     ]
+    if not settings.external and settings.seed is not None:
+        lines.append(f"eventgate: seed {settings.seed} ({replay_hint(settings.seed)})")
     if settings.allow_destructive:
         if settings.external_target:
             where = " and ".join(

@@ -9,6 +9,7 @@ import pytest
 from eventgate.bundle import Bundle, TableMapping
 from eventgate.checks.legacy_queries import LegacyQuery, load_queries, same_results
 from eventgate.checks.views import view_matches_legacy, view_nullability, view_shape
+from eventgate.proof import hold
 
 pytestmark = [pytest.mark.compat, pytest.mark.green]
 
@@ -16,25 +17,22 @@ QUERIES = load_queries(Path(__file__).resolve().parents[2] / "fixtures" / "legac
 
 
 def test_view_returns_the_legacy_rows(target_conn: psycopg.Connection,
-                                      view_mapping: TableMapping) -> None:
-    result = view_matches_legacy(target_conn, view_mapping)
-    assert result.passed, result.explain()
+                                      view_mapping: TableMapping, bundle: Bundle) -> None:
+    hold(view_matches_legacy(target_conn, view_mapping, log=bundle.expectations.change_log))
 
 
 def test_view_has_the_legacy_columns_names_order_and_types(target_conn: psycopg.Connection,
                                                            view_mapping: TableMapping) -> None:
-    result = view_shape(target_conn, view_mapping)
-    assert result.passed, result.explain()
+    hold(view_shape(target_conn, view_mapping))
 
 
 def test_view_never_returns_null_where_the_legacy_table_forbade_it(
         target_conn: psycopg.Connection, view_mapping: TableMapping) -> None:
-    result = view_nullability(target_conn, view_mapping)
-    assert result.passed, result.explain()
+    hold(view_nullability(target_conn, view_mapping))
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_legacy_query_answers_identically(target_conn: psycopg.Connection, bundle: Bundle,
                                           query: LegacyQuery) -> None:
-    result = same_results(target_conn, query, list(bundle.mapping.values()))
-    assert result.passed, result.explain()
+    hold(same_results(target_conn, query, list(bundle.mapping.values()),
+                      bundle.expectations.change_log))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from eventgate.bundle import Reference, SameValue, TableMapping, UniqueValues
+from eventgate.bundle import Bundle, Reference, SameValue, TableMapping, UniqueValues
 from eventgate.checks.integrity import (
     declared_jsonb_keys,
     keys_one_to_one,
@@ -16,43 +16,40 @@ from eventgate.checks.integrity import (
 )
 from eventgate.checks.parity import content_parity
 from eventgate.checks.result import CheckResult
+from eventgate.proof import hold
 
 pytestmark = [pytest.mark.integrity, pytest.mark.green]
 Record = Callable[[CheckResult], CheckResult]
 
 
 def test_every_legacy_value_arrived_where_the_mapping_says(
-        target_conn: psycopg.Connection, table_mapping: TableMapping,
+        target_conn: psycopg.Connection, table_mapping: TableMapping, bundle: Bundle,
         record_check: Record) -> None:
-    result = record_check(content_parity(target_conn, table_mapping))
-    assert result.passed, result.explain()
+    # Rows the change record says were written since the migration are left out of both sides.
+    hold(record_check(content_parity(target_conn, table_mapping,
+                                     log=bundle.expectations.change_log)))
 
 
 def test_keys_are_one_to_one(target_conn: psycopg.Connection,
                              table_mapping: TableMapping) -> None:
-    result = keys_one_to_one(target_conn, table_mapping)
-    assert result.passed, result.explain()
+    hold(keys_one_to_one(target_conn, table_mapping))
 
 
 def test_migrated_jsonb_holds_only_declared_keys(target_conn: psycopg.Connection,
                                                  table_mapping: TableMapping) -> None:
-    result = declared_jsonb_keys(target_conn, table_mapping)
-    assert result.passed, result.explain()
+    hold(declared_jsonb_keys(target_conn, table_mapping))
 
 
 def test_no_migrated_row_is_an_orphan(target_conn: psycopg.Connection,
                                       reference: Reference) -> None:
-    result = no_orphans(target_conn, reference)
-    assert result.passed, result.explain()
+    hold(no_orphans(target_conn, reference))
 
 
 def test_children_share_their_parents_tenant(target_conn: psycopg.Connection,
                                              same_value_rule: SameValue) -> None:
-    result = same_value(target_conn, same_value_rule)
-    assert result.passed, result.explain()
+    hold(same_value(target_conn, same_value_rule))
 
 
 def test_unique_values_are_unique(target_conn: psycopg.Connection,
                                   unique_rule: UniqueValues) -> None:
-    result = unique_values(target_conn, unique_rule)
-    assert result.passed, result.explain()
+    hold(unique_values(target_conn, unique_rule))

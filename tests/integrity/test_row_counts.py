@@ -6,23 +6,22 @@ import pytest
 from eventgate.bundle import Bundle, TableMapping
 from eventgate.checks.counts import row_count_parity
 from eventgate.checks.schema import mapping_covers_legacy, required_relations
+from eventgate.proof import hold
 
 pytestmark = [pytest.mark.integrity, pytest.mark.green]
 
 
 def test_every_legacy_row_has_a_migrated_row(target_conn: psycopg.Connection,
-                                              table_mapping: TableMapping) -> None:
-    result = row_count_parity(target_conn, table_mapping)
-    assert result.passed, result.explain()
+                                              table_mapping: TableMapping,
+                                              bundle: Bundle) -> None:
+    hold(row_count_parity(target_conn, table_mapping, log=bundle.expectations.change_log))
 
 
 def test_mapping_accounts_for_every_legacy_column(target_conn: psycopg.Connection,
                                                   table_mapping: TableMapping) -> None:
-    result = mapping_covers_legacy(target_conn, table_mapping)
-    assert result.passed, result.explain()
+    hold(mapping_covers_legacy(target_conn, table_mapping))
 
 
 def test_migration_left_the_required_tables_and_views(target_conn: psycopg.Connection,
                                                       bundle: Bundle) -> None:
-    result = required_relations(target_conn, bundle.expectations)
-    assert result.passed, result.explain()
+    hold(required_relations(target_conn, bundle.expectations))

@@ -48,10 +48,14 @@ def test_the_filter_gate_catches_a_500_on_one_filter(
         broken_api: Callable[[str], Any], engine_conn: psycopg.Connection,
         busy_tenant: UUID) -> None:
     gate = _suite("test_events_read").test_each_filter_returns_exactly_the_matching_events
-    with broken_api("list_fails_on_cancelled") as api, pytest.raises(
+    rare = engine_conn.execute("SELECT status FROM events WHERE tenant_id = %s AND status <> "
+                               "'published' LIMIT 1", (busy_tenant,)).fetchone()
+    if rare is None:
+        pytest.skip("the busy tenant has only published events; the fault needs another")
+    with broken_api("list_fails_on_rare_status") as api, pytest.raises(
             AssertionError, match=r'\{"error":"internal"\}\nassert 500 == 200'):
         gate(api=api, engine_conn=engine_conn, busy_tenant=busy_tenant,
-             params={"status": "cancelled"}, where="status = 'cancelled'")
+             kind="status-least-common")
 
 
 def test_the_openapi_gate_catches_a_response_that_breaks_the_schema(
@@ -69,12 +73,11 @@ def test_the_openapi_gate_catches_a_response_that_breaks_the_schema(
 
 def test_the_isolation_gate_catches_a_forgotten_tenant_filter(
         broken_api: Callable[[str], Any], engine_conn: psycopg.Connection, busy_tenant: UUID,
-        other_tenant: UUID) -> None:
+        intruder: UUID) -> None:
     gate = _suite("test_events_read").test_another_tenants_event_is_not_found
     with broken_api("tenant_blind_event_reads") as api, pytest.raises(
-            AssertionError, match="assert 200 == 404"):
-        gate(api=api, engine_conn=engine_conn, busy_tenant=busy_tenant,
-             other_tenant=other_tenant)
+            AssertionError, match=r"assert 200 in \(403, 404\)"):
+        gate(api=api, engine_conn=engine_conn, busy_tenant=busy_tenant, intruder=intruder)
 
 
 def test_the_plugin_gate_catches_a_plugin_that_failed_to_load(

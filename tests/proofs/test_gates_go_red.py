@@ -152,3 +152,17 @@ def test_row_count_parity_sees_a_lost_row_hidden_by_an_invented_one(migrated_db:
     assert result.summary.endswith("(same count, different keys)")
     assert "id in wedding_sections_backup but not migrated: 9" in result.details
     assert "id in event_sections but not in the legacy table: 100009" in result.details
+
+
+def test_the_statistics_gate_names_a_table_the_planner_knows_nothing_about(
+        migrated_db: Database) -> None:
+    from eventgate.checks.statistics import has_statistics
+
+    with migrated_db.connect() as conn:
+        # What a bulk load without ANALYZE leaves behind (the superuser may clear them).
+        conn.execute("DELETE FROM pg_statistic WHERE starelid = 'event_participants'::regclass")
+        result = has_statistics(conn, "event_participants")
+        untouched = has_statistics(conn, "events")
+    assert result.outcome == "failed"
+    assert "event_participants has no planner statistics" in result.summary
+    assert untouched.passed

@@ -50,3 +50,27 @@ def test_a_mapping_entry_of_two_kinds_is_refused(bundle_copy: Path) -> None:
 def test_a_missing_bundle_says_what_a_bundle_holds(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"baseline/, migrations/, rollback/, mapping\.toml"):
         load_bundle(tmp_path / "nowhere")
+
+
+def _change_log_section(bundle: Path, section: str) -> None:
+    """Replace expectations.toml's [change_log] section (the last one) with `section`."""
+    path = bundle / "expectations.toml"
+    text = path.read_text()
+    head, _, tail = text.partition("[change_log]")
+    rest = tail.split("\n[", 1)  # whatever follows the section stays
+    path.write_text(head + section + ("\n[" + rest[1] if len(rest) > 1 else "\n"))
+
+
+def test_the_change_record_is_read_and_optional(bundle_copy: Path) -> None:
+    log = load_bundle(bundle_copy).expectations.change_log
+    assert log is not None and (log.schema, log.name) == ("wedding_compat", "row_changes")
+    _change_log_section(bundle_copy, "")
+    assert load_bundle(bundle_copy).expectations.change_log is None
+
+
+@pytest.mark.parametrize("section", ['[change_log]\ntable = 7', '[change_log]\nname = "x"',
+                                     '[change_log]\ntable = "a.b.c"'])
+def test_a_malformed_change_record_is_refused(bundle_copy: Path, section: str) -> None:
+    _change_log_section(bundle_copy, section)
+    with pytest.raises(BundleError, match=r"\[change_log\]"):
+        load_bundle(bundle_copy)

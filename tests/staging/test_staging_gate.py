@@ -49,12 +49,13 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from eventgate.bundle import load_bundle
+from eventgate.config import Settings
 from eventgate.engine.process import engine_process
+from eventgate.fixtures import session_plan
 from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import SUPERUSER, LocalCluster
 from eventgate.seed.load import build_legacy
-from eventgate.seed.scales import scale
 
 pytestmark = pytest.mark.destructive
 
@@ -177,6 +178,10 @@ def _install_write_watch(conn: psycopg.Connection) -> set[str]:
                 "CREATE TRIGGER zz_write_watch AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
                 "ON {}.{} FOR EACH STATEMENT EXECUTE FUNCTION write_watch.record_dml()"
             ).format(sql.Identifier(schema), sql.Identifier(table)))
+            # ALWAYS: it fires under session_replication_role = replica too, which the
+            # sabotage below uses to look like a defect of the migration.
+            conn.execute(sql.SQL("ALTER TABLE {}.{} ENABLE ALWAYS TRIGGER zz_write_watch")
+                         .format(sql.Identifier(schema), sql.Identifier(table)))
         for statement in WATCH_EVENT_TRIGGERS:
             conn.execute(statement)
     return {f"{schema}.{table}" for schema, table in tables}
@@ -315,7 +320,8 @@ def _wait_for_health(url: str, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def staging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
+def staging(tmp_path_factory: pytest.TempPathFactory,
+            eventgate_settings: Settings) -> Iterator[Staging]:
     """Cluster, seeded and migrated database, write watch and engine, built once for the
     module and torn down (engine, then cluster) however the tests end."""
     binaries, tried = locate(os.environ.get("EVENTGATE_PG_BINDIR"))
@@ -337,7 +343,9 @@ def staging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
 
         bundle = load_bundle()
         with psycopg.connect(dsn, autocommit=True) as conn:
-            build_legacy(conn, bundle, scale("small"))
+            # The run's data (its scale or profile, and its seed) rather than seed 42's: the
+            # staging gate must say go on data nobody chose for it, and --seed replays it.
+            build_legacy(conn, bundle, session_plan(eventgate_settings))
             Runner(conn, bundle).execute()
             # What autovacuum would have done by now on a real staging; then autovacuum stays
             # off, because its ANALYZE writes pg_statistic and would count as a write here.
@@ -469,8 +477,12 @@ def test_the_switch_goes_ahead_on_go(staging: Staging, tmp_path: Path) -> None:
 def test_the_switch_is_refused_on_no_go_naming_the_broken_gate(
         staging: Staging, tmp_path: Path) -> None:
     # The engine is not used meanwhile, so its statistics need not be waited for.
-    with measured(staging, engine_too=False) as readings, staging.owner() as conn:
+    with measured(staging, engine_too=False) as readings, staging.owner() as conn, \
+            conn.transaction():
         # One guest that has its legacy row: the migration now looks as if it had lost it.
+        # Behind the change record (replica role): a row the application deleted since the
+        # migration is a legitimate change, one gone without a recorded write is a defect.
+        conn.execute("SET LOCAL session_replication_role = replica")
         deleted = conn.execute(
             "DELETE FROM event_participants p WHERE id = (SELECT min(id) FROM event_participants"
             " JOIN wedding_invitations_backup USING (id)) RETURNING to_jsonb(p)").fetchone()
@@ -505,7 +517,8 @@ def test_the_switch_is_refused_on_no_go_naming_the_broken_gate(
         _assert_no_password(staging, reports, result.stdout, result.stderr)
     finally:
         # Put the guest back, so the module's other tests see clean staging in any order.
-        with staging.owner() as conn:
+        with staging.owner() as conn, conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
             conn.execute("INSERT INTO event_participants SELECT * FROM "
                          "jsonb_populate_record(NULL::event_participants, %s)", (lost,))
 

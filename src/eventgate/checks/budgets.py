@@ -42,8 +42,11 @@ def prepare(conn: psycopg.Connection, budget: QueryBudget) -> PreparedQuery | Ch
             return _fail(budget, check, f"parameter {name!r} cannot be drawn: "
                          f"{str(exc).strip().splitlines()[0]}")
         if row is None or row[0] is None:
-            return _fail(budget, check, f"parameter {name!r} drew no value from the data "
-                         f"({query.strip()})")
+            chosen = f" ({budget.params_choice})" if budget.params_choice else ""
+            return CheckResult.unproven(
+                check, f"budget {budget.name}", f"[[budgets]] {budget.name!r}: parameter "
+                f"{name!r}{chosen} drew no value from this database, so the query has nothing "
+                f"to answer ({' '.join(query.split())})", sql=query)
         params[name] = row[0]
     # Named tables must exist; a missing index is the plan check's finding, not the entry's.
     for table in budget.no_seq_scan:
@@ -75,38 +78,88 @@ def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def plan_check(conn: psycopg.Connection, query: PreparedQuery) -> CheckResult:
-    """The plan can use the declared indexes and needs no declared-forbidden Seq Scan.
+    """The plan can use the declared indexes and reads no declared table whole for nothing.
 
-    Sequential scans are discouraged while planning (enable_seqscan = off), so the check asks
-    whether an index *can* serve the query: it then holds at any data size, where a tiny table
-    would otherwise be scanned whole because that is cheaper."""
+    Sequential scans, hash joins and merge joins are discouraged while planning, so the check
+    asks whether an index *can* serve the query, its joins included, at any data size. The plan
+    is executed once (EXPLAIN ANALYZE, no timing) to see what each read of a declared table
+    really did: a read without an index condition fails when it threw rows away (its filter
+    removed some) or was repeated per outer row; one that kept every row it read, once, is what
+    the query needed on this data (the only tenant of a single-tenant database, a page of a
+    table that tenant fills), and then whether an index could narrow it cannot be seen: not
+    proven."""
     budget = query.budget
     with conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
-        plan = explain(conn, query, "COSTS true")
+        conn.execute("SET LOCAL enable_hashjoin = off")
+        conn.execute("SET LOCAL enable_mergejoin = off")
+        plan = explain(conn, query, "ANALYZE true, TIMING false, COSTS true")
     nodes = plan_nodes(plan["Plan"])
-    seq_scans = sorted({n["Relation Name"] for n in nodes if n["Node Type"] == "Seq Scan"})
     # With sequential scans discouraged, the planner walks a whole index instead: an index
-    # scan without an Index Cond reads the entire table just the same.
-    full_index_scans = sorted({f"{n['Relation Name']} (whole index {n['Index Name']})"
-                               for n in nodes if n["Node Type"] in FULL_SCAN_CAPABLE
-                               and "Index Cond" not in n
-                               and n.get("Relation Name") in budget.no_seq_scan})
+    # scan without an Index Cond reads the table just the same.
+    unbounded = [n for n in nodes if n.get("Relation Name") in budget.no_seq_scan and (
+        n["Node Type"] == "Seq Scan"
+        or (n["Node Type"] in FULL_SCAN_CAPABLE and "Index Cond" not in n))]
+    wasteful = [n for n in unbounded if _wasted(n)]
     used = {n.get("Index Name") for n in nodes}
-    problems = [f"Seq Scan on {t}" for t in seq_scans if t in budget.no_seq_scan]
-    problems += [f"full scan of {t}" for t in full_index_scans]
-    problems += [f"index {i} is not used" + (
-        "" if conn.execute("SELECT to_regclass(%s)", (i,)).fetchone() != (None,)
-        else " (no such index)") for i in budget.uses_index if i not in used]
+    missing = [i for i in budget.uses_index
+               if conn.execute("SELECT to_regclass(%s)", (i,)).fetchone() == (None,)]
+    unused = [f"index {i} is not used" + (" (no such index)" if i in missing else "")
+              for i in budget.uses_index if i not in used]
     subject = f"budget {budget.name}"
     shape = " -> ".join(f"{n['Node Type']}" + (f" on {n['Relation Name']}" if
                         "Relation Name" in n else "") + (f" using {n['Index Name']}" if
                         "Index Name" in n else "") for n in nodes)
-    if problems:
+    reproduce = f"EXPLAIN {' '.join(budget.sql.split())};"
+    data = {"plan": plan}
+    # Wasted reads and missing indexes fail on any data; a whole read that kept every row
+    # makes the rest unobservable here.
+    if wasteful or missing or (unused and not unbounded):
+        problems = sorted({_whole_read(n) for n in wasteful}) + unused
+        details = [f"plan: {shape}"]
+        details += [f"{_whole_read(n)}: read {_read(n)} rows, kept {_kept(n)}"
+                    for n in wasteful]
         return CheckResult("query plan", subject, False,
-                           f"{budget.name}: {'; '.join(problems)}", (f"plan: {shape}",),
-                           f"EXPLAIN {' '.join(budget.sql.split())};", {"plan": plan})
-    return CheckResult("query plan", subject, True, f"plan: {shape}", data={"plan": plan})
+                           f"{budget.name}: {'; '.join(problems)}", tuple(details),
+                           reproduce, data)
+    if unbounded:
+        kept = "; ".join(f"{_whole_read(n)} kept {_kept(n)} of the {_read(n)} rows it read"
+                         for n in unbounded)
+        return CheckResult.unproven(
+            "query plan", subject, f"{budget.name}: with these parameters the query needs "
+            f"most of the rows it reads ({kept}), so whether an index can narrow it cannot be "
+            "seen on this data; it needs parameters that select a part of the table (e.g. one "
+            "tenant among several)", sql=reproduce, data=data)
+    return CheckResult("query plan", subject, True, f"plan: {shape}", data=data)
+
+
+def _whole_read(node: dict[str, Any]) -> str:
+    if node["Node Type"] == "Seq Scan":
+        return f"Seq Scan on {node['Relation Name']}"
+    return f"full scan of {node['Relation Name']} (whole index {node['Index Name']})"
+
+
+def _kept(node: dict[str, Any]) -> int:
+    return int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1))
+
+
+def _read(node: dict[str, Any]) -> int:
+    removed = int(node.get("Rows Removed by Filter", 0))
+    return (int(node.get("Actual Rows", 0)) + removed) * int(node.get("Actual Loops", 1))
+
+
+def _wasted(node: dict[str, Any]) -> bool:
+    """A read without an index condition that threw most of what it read away, or ran once per
+    outer row. One that kept at least half (a tenant holding most of the table) read what the
+    query needed: an index would save little, and the planner rightly prefers the walk."""
+    if int(node.get("Actual Loops", 1)) > 1:
+        return True
+    return _kept(node) < MOST_ROWS * _read(node)
+
+
+# A read without an index condition is what the query needs when it keeps at least this share
+# of the rows it reads.
+MOST_ROWS = 0.5
 
 
 def percentile(values: list[float], statistic: str) -> float:
@@ -133,27 +186,53 @@ def client_times_ms(conn: psycopg.Connection, query: PreparedQuery, rounds: int,
     return times
 
 
+def answer_size(conn: psycopg.Connection, query: PreparedQuery) -> tuple[int, int]:
+    """Rows and bytes the query returns (field lengths as sent, in psycopg's text format)."""
+    with conn.cursor() as cur:
+        cur.execute(query.budget.sql.encode(), query.params)
+        result = cur.pgresult
+        assert result is not None
+        rows, fields = result.ntuples, result.nfields
+        size = sum(len(value) for r in range(rows) for f in range(fields)
+                   if (value := result.get_value(r, f)) is not None)
+    return rows, size
+
+
 def budget_result(conn: psycopg.Connection, query: PreparedQuery, client_ms: list[float],
                   server_ms: list[float]) -> CheckResult:
+    """The budget judged on the statistic its entry declares (server-side execution or the
+    client round trip), with the other beside it and the size of the answer."""
     budget = query.budget
     stat = budget.statistic
     client, server = percentile(client_ms, stat), percentile(server_ms, stat)
+    judged = server if budget.judged_on == "server" else client
+    rows, size = answer_size(conn, query)
     plan = explain(conn, query, "ANALYZE true, BUFFERS true")
-    data = {"budget_ms": budget.budget_ms, "statistic": stat, "rounds": len(client_ms),
-            f"client_{stat}_ms": client, f"server_{stat}_ms": server,
+    data = {"budget_ms": budget.budget_ms, "statistic": stat, "judged_on": budget.judged_on,
+            "rounds": len(client_ms), f"client_{stat}_ms": client, f"server_{stat}_ms": server,
             "client_ms": client_ms, "server_ms": server_ms, "params": query.params,
+            "params_choice": budget.params_choice, "rows": rows, "bytes": size,
             "explain_analyze": plan}
-    summary = (f"{budget.name}: {stat} round trip {client:.2f} ms (server-side {server:.2f} ms) "
-               f"against a {budget.budget_ms:g} ms budget, {len(client_ms)} rounds")
-    passed = client <= budget.budget_ms
+    sides = {"server": f"{stat} server-side {server:.2f} ms",
+             "client": f"{stat} round trip {client:.2f} ms"}
+    other = "client" if budget.judged_on == "server" else "server"
+    summary = (f"{budget.name}: {sides[budget.judged_on]} against a {budget.budget_ms:g} ms "
+               f"budget ({sides[other]}; {rows} rows, {_size(size)}), {len(client_ms)} rounds")
+    passed = judged <= budget.budget_ms
     if not passed:
         summary = summary.replace(" against ", " is OVER ")
     nodes = plan_nodes(plan["Plan"])
     details = tuple(f"{n['Node Type']}" + (f" on {n['Relation Name']}" if "Relation Name" in n
                     else "") + f": {n.get('Actual Total Time', 0):.2f} ms, "
                     f"{n.get('Actual Rows', 0)} rows" for n in nodes[:6]) if not passed else ()
+    if budget.params_choice and not passed:
+        details += (f"parameters: {budget.params_choice}: {query.params}",)
     return CheckResult("query budget", f"budget {budget.name}", passed, summary, details,
                        f"EXPLAIN (ANALYZE, BUFFERS) {' '.join(budget.sql.split())};", data)
+
+
+def _size(size: int) -> str:
+    return f"{size} bytes" if size < 10_000 else f"{size / 1_000_000:.2f} MB"
 
 
 def measure(conn: psycopg.Connection, query: PreparedQuery, rounds: int = 30) -> CheckResult:
@@ -242,7 +321,10 @@ def budget_statistics(result: CheckResult) -> dict[str, Any]:
     return {
         "budget": result.subject.removeprefix("budget "),
         "verdict": "within budget" if result.passed else "over budget",
-        "held_to": f"client {stat}",
+        "held_to": f"{data.get('judged_on', 'client')} {stat}",
+        "rows": data.get("rows"),
+        "bytes": data.get("bytes"),
+        "params_choice": data.get("params_choice", ""),
         "budget_ms": data["budget_ms"],
         "statistic": stat,
         "rounds": data["rounds"],

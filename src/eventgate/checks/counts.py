@@ -1,21 +1,39 @@
-"""Row-count parity: every legacy table has as many rows after migration as before."""
+"""Row-count parity: every legacy table has as many rows after migration as before. Keys the
+bundle's change record says were written since the migration are left out of both sides."""
 
 from __future__ import annotations
 
 import psycopg
 from psycopg import sql
 
-from eventgate.bundle import TableMapping
+from eventgate.bundle import ChangeLog, TableMapping
+from eventgate.checks.changes import (
+    Changes,
+    one_snapshot,
+    read_changes,
+    where_clause,
+    with_summary,
+)
 from eventgate.checks.result import CheckResult
 
 CHECK = "row-count parity"
 SAMPLE = 5
 
 
-def _target_query(mapping: TableMapping) -> sql.Composed:
-    where = sql.SQL(" WHERE {}").format(sql.SQL(mapping.filter)) if mapping.filter else sql.SQL("")
-    return sql.SQL("SELECT {key} FROM {target}{where}").format(
-        key=sql.Identifier(mapping.key), target=sql.Identifier(mapping.target), where=where)
+def _legacy_query(mapping: TableMapping, changes: Changes) -> sql.Composed:
+    key = sql.SQL("l.{}").format(sql.Identifier(mapping.key))
+    return sql.SQL("SELECT {key} FROM {source} l{where}").format(
+        key=key, source=sql.Identifier(mapping.legacy_source),
+        where=where_clause([changes.unchanged(key)] if changes.log else []))
+
+
+def _target_query(mapping: TableMapping, changes: Changes) -> sql.Composed:
+    key = sql.SQL("t.{}").format(sql.Identifier(mapping.columns[mapping.key].target))
+    conditions: list[sql.Composable] = [sql.SQL(mapping.filter)] if mapping.filter else []
+    if changes.log:
+        conditions.append(changes.unchanged(key))
+    return sql.SQL("SELECT {key} FROM {target} t{where}").format(
+        key=key, target=sql.Identifier(mapping.target), where=where_clause(conditions))
 
 
 def _count(conn: psycopg.Connection, query: sql.Composable) -> int:
@@ -31,22 +49,33 @@ def _keys_only_in(conn: psycopg.Connection, left: sql.Composable, right: sql.Com
     return [r[0] for r in conn.execute(query).fetchall()]
 
 
-def row_count_parity(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
-    """Compare the legacy rows (kept as the backup table) with the migrated rows."""
+def row_count_parity(conn: psycopg.Connection, mapping: TableMapping, *,
+                     log: ChangeLog | None = None) -> CheckResult:
+    """Compare the legacy rows (kept as the backup table) with the migrated rows; with the
+    bundle's change record (`log`), keys written since the migration are left out."""
     subject = f"{mapping.legacy_source} -> {mapping.target}"
-    legacy = sql.SQL("SELECT {} FROM {}").format(sql.Identifier(mapping.key),
-                                                 sql.Identifier(mapping.legacy_source))
-    target = _target_query(mapping)
-    before, after = _count(conn, legacy), _count(conn, target)
-    reproduce = (f"SELECT (SELECT count(*) FROM {mapping.legacy_source}) AS legacy, "
-                 f"(SELECT count(*) FROM {mapping.target}"
-                 f"{' WHERE ' + mapping.filter if mapping.filter else ''}) AS migrated;")
-    # Equal counts can still hide a lost row and an invented one: the keys are compared too.
-    missing = _keys_only_in(conn, legacy, target)
-    extra = _keys_only_in(conn, target, legacy)
+    with one_snapshot(conn):  # the record and both sides, read together
+        changes = read_changes(conn, log, mapping.target)
+        legacy, target = _legacy_query(mapping, changes), _target_query(mapping, changes)
+        before, after = _count(conn, legacy), _count(conn, target)
+        # Equal counts can still hide a lost row and an invented one: the keys are compared too.
+        missing = _keys_only_in(conn, legacy, target)
+        extra = _keys_only_in(conn, target, legacy)
+        reproduce = sql.SQL("SELECT (SELECT count(*) FROM ({}) l) AS legacy, "
+                            "(SELECT count(*) FROM ({}) m) AS migrated;").format(
+            legacy, target).as_string(conn)
+    data = changes.data()
+    if changes.problem:
+        return CheckResult(CHECK, subject, False, changes.problem, sql=reproduce, data=data)
+    if before == after == 0 and not missing and not extra:
+        return CheckResult.unproven(CHECK, subject, f"{mapping.legacy_source} holds no legacy "
+                                    "rows, so there is nothing to count; it needs at least "
+                                    f"one row in {mapping.legacy_source}", sql=reproduce,
+                                    data=data)
     if before == after and not missing and not extra:
-        return CheckResult(CHECK, subject, True, f"{before} rows on both sides, same keys",
-                           sql=reproduce)
+        return CheckResult(CHECK, subject, True,
+                           with_summary(f"{before} rows on both sides, same keys", changes),
+                           sql=reproduce, data=data)
     diff = after - before
     summary = (f"{mapping.legacy_table}: {before} legacy rows in {mapping.legacy_source}, "
                f"{after} in {mapping.target}")
@@ -59,4 +88,5 @@ def row_count_parity(conn: psycopg.Connection, mapping: TableMapping) -> CheckRe
     if extra:
         details.append(f"{mapping.key} in {mapping.target} but not in the legacy table: "
                        f"{', '.join(map(str, extra))}")
-    return CheckResult(CHECK, subject, False, summary, tuple(details), reproduce)
+    return CheckResult(CHECK, subject, False, with_summary(summary, changes), tuple(details),
+                       reproduce, data)

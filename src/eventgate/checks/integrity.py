@@ -28,10 +28,25 @@ def _where(condition: str | None) -> sql.Composable:
     return sql.SQL(" WHERE {}").format(sql.SQL(condition)) if condition else sql.SQL("")
 
 
+def _empty(conn: psycopg.Connection, table: str, condition: str | None = None) -> bool:
+    """No row to hold to the rule: the rule would pass on nothing, so it is not proven."""
+    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {}{})").format(
+        sql.Identifier(table), _where(condition))).fetchone()
+    return bool(row and row[0])
+
+
+def _nothing_to_check(check: str, subject: str, table: str) -> CheckResult:
+    return CheckResult.unproven(check, subject, f"{table} holds no rows, so the rule holds on "
+                                f"nothing; it needs at least one {table} row")
+
+
 def keys_one_to_one(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
     """No NULL and no duplicate keys, in the legacy rows or in the migrated rows."""
     key = mapping.columns[mapping.key].target
     sides = [(mapping.legacy_source, mapping.key, None), (mapping.target, key, mapping.filter)]
+    subject = f"{mapping.legacy_source}.{mapping.key} <-> {mapping.target}.{key}"
+    if all(_empty(conn, table, condition) for table, _, condition in sides):
+        return _nothing_to_check("one-to-one keys", subject, mapping.legacy_source)
     problems = []
     for table, column, condition in sides:
         query = sql.SQL("SELECT {c} AS key, count(*) AS copies FROM {t}{w} GROUP BY {c} "
@@ -41,7 +56,6 @@ def keys_one_to_one(conn: psycopg.Connection, mapping: TableMapping) -> CheckRes
         if total:
             shown = ", ".join(f"{r[0]} ({r[1]} rows)" for r in rows)
             problems.append(f"{table}.{column}: {total} keys NULL or duplicated, e.g. {shown}")
-    subject = f"{mapping.legacy_source}.{mapping.key} <-> {mapping.target}.{key}"
     if problems:
         return CheckResult("one-to-one keys", subject, False,
                            f"{len(problems)} side(s) with NULL or duplicate keys",
@@ -55,8 +69,10 @@ def no_orphans(conn: psycopg.Connection, ref: Reference) -> CheckResult:
                     "WHERE p.{pcol} = c.{col}) GROUP BY c.{col}").format(
         col=sql.Identifier(ref.column), child=sql.Identifier(ref.child),
         parent=sql.Identifier(ref.parent), pcol=sql.Identifier(ref.parent_column))
-    total, rows = _sample(conn, query)
     subject = f"{ref.child}.{ref.column} -> {ref.parent}.{ref.parent_column}"
+    if _empty(conn, ref.child):
+        return _nothing_to_check("no orphans", subject, ref.child)
+    total, rows = _sample(conn, query)
     if total:
         shown = ", ".join(f"{r[0]} ({r[1]} rows)" for r in rows)
         return CheckResult("no orphans", subject, False,
@@ -72,8 +88,10 @@ def same_value(conn: psycopg.Connection, rule: SameValue) -> CheckResult:
                     "ON p.id = c.{via} WHERE c.{col} IS DISTINCT FROM p.{col}").format(
         col=sql.Identifier(rule.column), child=sql.Identifier(rule.child),
         parent=sql.Identifier(rule.parent), via=sql.Identifier(rule.via))
-    total, rows = _sample(conn, query)
     subject = f"{rule.child}.{rule.column} = {rule.parent}.{rule.column}"
+    if _empty(conn, rule.child):
+        return _nothing_to_check(f"same {rule.column}", subject, rule.child)
+    total, rows = _sample(conn, query)
     if total:
         return CheckResult(
             f"same {rule.column}", subject, False,
@@ -89,8 +107,10 @@ def unique_values(conn: psycopg.Connection, rule: UniqueValues) -> CheckResult:
     query = sql.SQL("SELECT {cols}, count(*) AS rows FROM {t}{w} GROUP BY {cols} "
                     "HAVING count(*) > 1").format(cols=cols, t=sql.Identifier(rule.table),
                                                   w=_where(rule.where))
-    total, rows = _sample(conn, query)
     subject = f"{rule.table} ({', '.join(rule.columns)})"
+    if _empty(conn, rule.table, rule.where):
+        return _nothing_to_check("unique values", subject, rule.table)
+    total, rows = _sample(conn, query)
     if total:
         return CheckResult("unique values", subject, False,
                            f"{total} ({', '.join(rule.columns)}) values occur more than once in "
@@ -103,6 +123,9 @@ def declared_jsonb_keys(conn: psycopg.Connection, mapping: TableMapping) -> Chec
     """Migrated jsonb holds only keys mapping.toml declares; a jsonb column of the target with
     no declared keys must be empty."""
     declared = mapping.declared_jsonb_keys()
+    if _empty(conn, mapping.target, mapping.filter):
+        return _nothing_to_check("declared jsonb keys", f"{mapping.target} jsonb keys",
+                                 mapping.target)
     jsonb_columns = [r[0] for r in conn.execute(
         "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass "
         "AND a.atttypid = 'jsonb'::regtype AND a.attnum > 0 AND NOT a.attisdropped",

@@ -1,5 +1,11 @@
 """The old application's own queries, run through the compatibility views and against the
-legacy tables kept as backup: a drop-in replacement answers every one of them identically."""
+legacy tables kept as backup: a drop-in replacement answers every one of them identically.
+
+Rows written after the migration (the bundle's change record names their keys) are in the views
+but not in the backup. Each side then reads, under the relation's own name, a common table
+expression that leaves those keys out (`WITH wedding_invitations AS (SELECT * FROM
+public.wedding_invitations WHERE <key unchanged>) <the query>`), so the query still compares
+exactly the rows the migration wrote, and draws its parameters among them."""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from eventgate.bundle import TableMapping
+from eventgate.bundle import ChangeLog, TableMapping
+from eventgate.checks import changes as change_record
 from eventgate.checks.result import CheckResult
 from eventgate.errors import BundleError
 
@@ -25,13 +33,15 @@ class LegacyQuery:
     sql: str
     ordered: bool = False
     params: dict[str, str] = field(default_factory=dict)
+    needs: str = ""  # what the data must hold for the query to prove anything
 
 
 def load_queries(path: Path) -> list[LegacyQuery]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return [LegacyQuery(q["id"], q["sql"], bool(q.get("ordered", False)),
-                            dict(q.get("params", {}))) for q in data["queries"]]
+                            dict(q.get("params", {})), str(q.get("needs", "")))
+                for q in data["queries"]]
     except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
         raise BundleError(f"cannot read legacy queries from {path}: {exc}") from exc
 
@@ -47,20 +57,85 @@ def _rows(conn: psycopg.Connection, text: str, params: dict[str, Any]) -> list[t
     return [tuple(r) for r in conn.execute(text.encode(), params).fetchall()]
 
 
+def _needs(query: LegacyQuery) -> str:
+    return f"; it needs {query.needs}" if query.needs else ""
+
+
+def _leaving_out_changes(text: str, relations: list[tuple[str, sql.Composable]],
+                         conn: psycopg.Connection) -> str:
+    """`text` with each (name, predicate) shadowed by a CTE over the rows the predicate keeps."""
+    if not relations:
+        return text
+    ctes = ", ".join(sql.SQL("{name} AS (SELECT * FROM {table} r WHERE {keep})").format(
+        name=sql.Identifier(name), table=sql.Identifier("public", name), keep=keep
+    ).as_string(conn) for name, keep in relations)
+    head = re.match(r"\s*WITH(\s+RECURSIVE)?\s", text, re.IGNORECASE)
+    if head is None:
+        return f"WITH {ctes} {text}"
+    return f"WITH{head.group(1) or ''} {ctes}, {text[head.end():]}"
+
+
+def _shadows(conn: psycopg.Connection, mappings: list[TableMapping],
+             log: ChangeLog | None) -> tuple[list[tuple[str, sql.Composable]],
+                                             list[tuple[str, sql.Composable]], dict[str, int]]:
+    """For the views whose rows changed since the migration: the views side's and the backup
+    side's shadowing CTEs, and the changes by origin over all of them."""
+    views: list[tuple[str, sql.Composable]] = []
+    backups: list[tuple[str, sql.Composable]] = []
+    counted: Counter[str] = Counter()
+    if not change_record.record_exists(conn, log):
+        return views, backups, {}
+    for m in mappings:
+        if not (m.view and m.backup):
+            continue
+        found = change_record.read_changes(conn, log, m.target)
+        if not found.by_origin:
+            continue
+        counted.update(found.by_origin)
+        keep = found.unchanged(sql.SQL("r.{}").format(sql.Identifier(m.key)))
+        views.append((m.view, keep))
+        backups.append((m.backup, keep))
+    return views, backups, dict(counted)
+
+
 def same_results(conn: psycopg.Connection, query: LegacyQuery,
-                 mappings: list[TableMapping]) -> CheckResult:
+                 mappings: list[TableMapping], log: ChangeLog | None = None) -> CheckResult:
+    """The query's answer through the views against the legacy tables' answer; with the
+    bundle's change record `log`, rows written since the migration are left out of both."""
+    views_side, backup_side, changed = _shadows(conn, mappings, log)
     params = {}
     for name, param_sql in query.params.items():
-        row = conn.execute(against_backups(param_sql, mappings).encode()).fetchone()
-        params[name] = row[0] if row else None
-    legacy_sql = against_backups(query.sql, mappings)
+        drawn = _leaving_out_changes(against_backups(param_sql, mappings), backup_side, conn)
+        row = conn.execute(drawn.encode()).fetchone()
+        if row is None or row[0] is None:
+            return CheckResult.unproven(
+                CHECK, query.id, f"parameter {name!r} drew no value from this database"
+                f"{_needs(query)} (drawn with: {' '.join(drawn.split())})", sql=drawn)
+        params[name] = row[0]
+    result = _compare(conn, query, params,
+                      _leaving_out_changes(against_backups(query.sql, mappings), backup_side,
+                                           conn),
+                      _leaving_out_changes(query.sql, views_side, conn))
+    if not changed:
+        return result
+    clause = ("rows changed since the migration left out of both sides: "
+              + ", ".join(f"{n} by {change_record.ORIGINS.get(o, repr(o))}"
+                          for o, n in sorted(changed.items())))
+    return CheckResult(result.check, result.subject, result.passed,
+                       f"{result.summary}; {clause}", result.details, result.sql,
+                       {**result.data, "changed_since_migration": changed}, result.proven)
+
+
+def _compare(conn: psycopg.Connection, query: LegacyQuery, params: dict[str, Any],
+             legacy_sql: str, views_sql: str) -> CheckResult:
     before = _rows(conn, legacy_sql, params)
-    after = _rows(conn, query.sql, params)
+    after = _rows(conn, views_sql, params)
     subject = f"{query.id} {params}" if params else query.id
-    reproduce = f"{' '.join(query.sql.split())};  -- vs  {' '.join(legacy_sql.split())};"
+    reproduce = f"{' '.join(views_sql.split())};  -- vs  {' '.join(legacy_sql.split())};"
     if not before and not after:
-        return CheckResult(CHECK, subject, False, "returned no rows on either side, so it "
-                           "proves nothing; change its parameters", sql=reproduce)
+        return CheckResult.unproven(CHECK, subject, "returned no rows on either side, so it "
+                                    f"proves nothing on this database{_needs(query)}",
+                                    sql=reproduce)
     if query.ordered:
         if before == after:
             return CheckResult(CHECK, subject, True, f"{len(after)} rows, same order",

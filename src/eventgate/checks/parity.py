@@ -7,6 +7,9 @@ legacy rows and the migrated rows on the key, with a typed IS DISTINCT FROM per 
 compared as timestamptz, so in UTC at microsecond precision; empty strings and NULLs kept apart,
 never folded). Python receives only the differing rows, streamed through a server-side cursor,
 and keeps counts and a bounded sample.
+
+Rows the bundle's change record says were written since the migration (eventgate.checks.changes)
+are left out of both sides; the rest are the migration's and are held to the backup exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from eventgate.bundle import ColumnMapping, TableMapping
+from eventgate.bundle import ChangeLog, ColumnMapping, TableMapping
+from eventgate.checks.changes import Changes, read_changes, where_clause, with_summary
 from eventgate.checks.result import CheckResult
 
 CHECK = "content parity"
@@ -82,19 +86,28 @@ def _compare(name: str, column: ColumnMapping, target: str) -> ComparedColumn:
         sql.Identifier(column.target)), f"{target}.{column.target} (derived)")
 
 
-def parity_query(mapping: TableMapping) -> sql.Composed:
-    """The differing rows: key, which side lacks it, the changed columns, both sides' values."""
+def parity_query(mapping: TableMapping, changes: Changes | None = None) -> sql.Composed:
+    """The differing rows: key, which side lacks it, the changed columns, both sides' values;
+    with `changes`, keys written since the migration are left out of both sides."""
     columns = compared_columns(mapping)
     key = mapping.columns[mapping.key]
     assert key.kind == "column", "the key must be copied unchanged"
     names = [sql.Identifier(c.name) for c in columns]
-    legacy_side = sql.SQL("SELECT l.{key} AS k, {cols} FROM {source} l").format(
-        key=sql.Identifier(mapping.key), source=sql.Identifier(mapping.legacy_source),
+    legacy_key = sql.SQL("l.{}").format(sql.Identifier(mapping.key))
+    migrated_key = sql.SQL("t.{}").format(sql.Identifier(key.target))
+    legacy_where: list[sql.Composable] = []
+    migrated_where: list[sql.Composable] = [sql.SQL(mapping.filter)] if mapping.filter else []
+    if changes is not None and changes.log is not None:
+        legacy_where.append(changes.unchanged(legacy_key))
+        migrated_where.append(changes.unchanged(migrated_key))
+    legacy_side = sql.SQL("SELECT {key} AS k, {cols} FROM {source} l{where}").format(
+        key=legacy_key, source=sql.Identifier(mapping.legacy_source),
+        where=where_clause(legacy_where),
         cols=sql.SQL(", ").join(sql.SQL("{} AS {}").format(c.legacy, n)
                                 for c, n in zip(columns, names, strict=True)))
-    where = sql.SQL(" WHERE {}").format(sql.SQL(mapping.filter)) if mapping.filter else sql.SQL("")
-    migrated_side = sql.SQL("SELECT t.{key} AS k, {cols} FROM {target} t{where}").format(
-        key=sql.Identifier(key.target), target=sql.Identifier(mapping.target), where=where,
+    migrated_side = sql.SQL("SELECT {key} AS k, {cols} FROM {target} t{where}").format(
+        key=migrated_key, target=sql.Identifier(mapping.target),
+        where=where_clause(migrated_where),
         cols=sql.SQL(", ").join(sql.SQL("{} AS {}").format(c.migrated, n)
                                 for c, n in zip(columns, names, strict=True)))
     distinct = [sql.SQL("l.{n} IS DISTINCT FROM m.{n}").format(n=n) for n in names]
@@ -138,11 +151,11 @@ def _describe(sample: dict[str, Any], table: str, key: str) -> str:
     return f"{head}: {changes}"
 
 
-def content_parity(conn: psycopg.Connection, mapping: TableMapping,
-                   sample_limit: int = 10) -> CheckResult:
-    """Every legacy row of one table against its migrated row, in one snapshot."""
+def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit: int = 10,
+                   *, log: ChangeLog | None = None) -> CheckResult:
+    """Every legacy row of one table against its migrated row, in one snapshot; with the
+    bundle's change record (`log`), rows written since the migration are left out."""
     columns = compared_columns(mapping)
-    query = parity_query(mapping)
     counts: Counter[str] = Counter()
     by_column: Counter[str] = Counter()
     samples: list[dict[str, Any]] = []
@@ -150,6 +163,9 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping,
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # The FULL JOIN hashes one whole side; with the default 4 MB it spills to disk.
         conn.execute("SET LOCAL work_mem = '128MB'")
+        # In the same snapshot as the rows it excludes.
+        changes = read_changes(conn, log, mapping.target)
+        query = parity_query(mapping, changes)
         with conn.cursor(name="eventgate_parity") as cur:
             cur.itersize = STREAM_ROWS
             cur.execute(query)
@@ -161,16 +177,31 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping,
                 if len(samples) < sample_limit:
                     samples.append(_sample(row, columns))
         reproduce = query.as_string(conn) + ";"
+        found = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+            sql.Identifier(mapping.legacy_source))).fetchone()
+        compared_any = bool(found and found[0])
     subject = f"{mapping.legacy_source} -> {mapping.target}"
     data = {"table": mapping.legacy_table, "missing": counts["missing"],
             "extra": counts["extra"], "changed": counts["changed"],
-            "changed_by_column": dict(by_column.most_common()), "samples": samples}
+            "changed_by_column": dict(by_column.most_common()), "samples": samples,
+            **changes.data()}
+    if changes.problem:
+        return _observed(CheckResult(CHECK, subject, False, changes.problem, sql=reproduce,
+                                     data=data))
+    if not counts and not compared_any:
+        return _observed(CheckResult.unproven(
+            CHECK, subject, f"{mapping.legacy_source} holds no legacy rows, so there is nothing "
+            f"to compare; it needs at least one row in {mapping.legacy_source}", sql=reproduce,
+            data=data))
     if not counts:
-        return _observed(CheckResult(CHECK, subject, True, f"every row matches on all "
-                                     f"{len(columns)} mapped columns", sql=reproduce, data=data))
+        return _observed(CheckResult(
+            CHECK, subject, True, with_summary(f"every row matches on all {len(columns)} "
+                                               "mapped columns", changes),
+            sql=reproduce, data=data))
     summary = (f"{mapping.legacy_table}: {counts['missing']} missing, {counts['extra']} extra, "
                f"{counts['changed']} changed")
     if by_column:
         summary += " (" + ", ".join(f"{name}: {n}" for name, n in by_column.most_common()) + ")"
     details = tuple(_describe(s, mapping.legacy_table, mapping.key) for s in samples[:5])
-    return _observed(CheckResult(CHECK, subject, False, summary, details, reproduce, data))
+    return _observed(CheckResult(CHECK, subject, False, with_summary(summary, changes), details,
+                                 reproduce, data))

@@ -1,12 +1,14 @@
 """Compatibility views: each legacy table's view exists and returns the same bag of rows as the
-legacy table kept as backup (EXCEPT ALL, both ways)."""
+legacy table kept as backup (EXCEPT ALL, both ways), leaving out on both sides the keys the
+bundle's change record says were written since the migration."""
 
 from __future__ import annotations
 
 import psycopg
 from psycopg import sql
 
-from eventgate.bundle import TableMapping
+from eventgate.bundle import ChangeLog, TableMapping
+from eventgate.checks.changes import one_snapshot, read_changes, where_clause, with_summary
 from eventgate.checks.result import CheckResult
 
 CHECK = "compatibility view"
@@ -27,7 +29,8 @@ LAYOUT_ERRORS = (psycopg.errors.SyntaxError, psycopg.errors.DatatypeMismatch,
 KIND_NAMES = {"r": "a table", "v": "a view", "m": "a materialized view", "p": "a partitioned table"}
 
 
-def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
+def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
+                        log: ChangeLog | None = None) -> CheckResult:
     assert mapping.view is not None, f"{mapping.legacy_table} declares no view"
     subject = f"view {mapping.view} vs {mapping.legacy_source}"
     kind = relkind(conn, mapping.view)
@@ -37,15 +40,19 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping) -> Chec
                            f"the compatibility view {mapping.view} does not exist "
                            f"(public.{mapping.view} is {found})",
                            sql=f"SELECT relkind FROM pg_class WHERE relname = '{mapping.view}';")
-    view, legacy = sql.Identifier(mapping.view), sql.Identifier(mapping.legacy_source)
-    only_legacy = sql.SQL("SELECT * FROM {} EXCEPT ALL SELECT * FROM {}").format(legacy, view)
-    only_view = sql.SQL("SELECT * FROM {} EXCEPT ALL SELECT * FROM {}").format(view, legacy)
-    # As text, so values Python cannot hold (24:00, infinity) still show.
-    sample = sql.SQL("SELECT d::text FROM ({}) d ORDER BY d::text LIMIT {}")
-    reproduce = (f"SELECT * FROM {mapping.legacy_source} EXCEPT ALL SELECT * FROM {mapping.view};"
-                 f"  -- and the other way round")
+    # The view shows the legacy key under its legacy name; the record holds the new table's.
+    key = sql.SQL("r.{}").format(sql.Identifier(mapping.key))
     try:
-        with conn.transaction():
+        with one_snapshot(conn):
+            changes = read_changes(conn, log, mapping.target)
+            where = where_clause([changes.unchanged(key)] if changes.log else [])
+            view, legacy = (sql.SQL("SELECT r.* FROM {} r{}").format(sql.Identifier(name), where)
+                            for name in (mapping.view, mapping.legacy_source))
+            only_legacy = sql.SQL("{} EXCEPT ALL {}").format(legacy, view)
+            only_view = sql.SQL("{} EXCEPT ALL {}").format(view, legacy)
+            # As text, so values Python cannot hold (24:00, infinity) still show.
+            sample = sql.SQL("SELECT d::text FROM ({}) d ORDER BY d::text LIMIT {}")
+            reproduce = (only_legacy.as_string(conn) + ";  -- and the other way round")
             counts = conn.execute(sql.SQL(
                 "SELECT (SELECT count(*) FROM ({}) a), (SELECT count(*) FROM ({}) b)"
             ).format(only_legacy, only_view)).fetchone()
@@ -55,21 +62,41 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping) -> Chec
         return CheckResult(CHECK, subject, False,
                            f"{mapping.view} cannot be compared with {mapping.legacy_source}: its "
                            f"columns do not line up with the legacy table's "
-                           f"({str(exc).strip().splitlines()[0]})", sql=reproduce)
+                           f"({str(exc).strip().splitlines()[0]})", sql=_plain(mapping))
     except psycopg.Error as exc:
         return CheckResult(CHECK, subject, False,
                            f"reading {mapping.view} against {mapping.legacy_source} failed: "
-                           f"{str(exc).strip().splitlines()[0]}", sql=reproduce)
+                           f"{str(exc).strip().splitlines()[0]}", sql=_plain(mapping))
     assert counts is not None
+    data = changes.data()
+    if changes.problem:
+        return CheckResult(CHECK, subject, False, changes.problem, sql=reproduce, data=data)
     n_lost, n_added = int(counts[0]), int(counts[1])
+    if not n_lost and not n_added and not _has_rows(conn, mapping.legacy_source):
+        return CheckResult.unproven(CHECK, subject, f"{mapping.legacy_source} and "
+                                    f"{mapping.view} hold no rows, so there is nothing to "
+                                    f"compare; it needs at least one row in "
+                                    f"{mapping.legacy_source}", sql=reproduce, data=data)
     if not n_lost and not n_added:
-        return CheckResult(CHECK, subject, True, "same rows on both sides", sql=reproduce)
+        return CheckResult(CHECK, subject, True, with_summary("same rows on both sides", changes),
+                           sql=reproduce, data=data)
     details = tuple(f"only in {mapping.legacy_source}: {r[0]}" for r in lost)
     details += tuple(f"only in view {mapping.view}: {r[0]}" for r in added)
-    return CheckResult(CHECK, subject, False,
-                       f"{mapping.view} differs from {mapping.legacy_source}: {n_lost} legacy "
-                       f"rows missing or changed in the view, {n_added} view rows not in the "
-                       "legacy table", details, reproduce)
+    return CheckResult(CHECK, subject, False, with_summary(
+        f"{mapping.view} differs from {mapping.legacy_source}: {n_lost} legacy rows missing or "
+        f"changed in the view, {n_added} view rows not in the legacy table", changes),
+        details, reproduce, data)
+
+
+def _plain(mapping: TableMapping) -> str:
+    return (f"SELECT * FROM {mapping.legacy_source} EXCEPT ALL SELECT * FROM {mapping.view};"
+            f"  -- and the other way round")
+
+
+def _has_rows(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+        sql.Identifier(table))).fetchone()
+    return bool(row and row[0])
 
 
 COLUMNS_OF = """

@@ -4,6 +4,7 @@ error listing what was tried."""
 from __future__ import annotations
 
 import contextlib
+import getpass
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -62,10 +63,24 @@ def choose_route(dsn: str | None, pg_bindir: str | None = None) -> Route:
     )
 
 
+def _no_connect(dsn: str, exc: psycopg.Error) -> str | None:
+    """The GRANT to name when the server refused the role its database (SQLSTATE 42501)."""
+    if exc.sqlstate != "42501" and "permission denied for database" not in str(exc):
+        return None
+    params = dsn_mod.parse(dsn)
+    role = params.get("user") or getpass.getuser()
+    dbname = params.get("dbname") or role
+    return (f"the role '{role}' may not connect to database {dbname}: permission denied (no "
+            f"CONNECT privilege); grant it with: GRANT CONNECT ON DATABASE {dbname} TO {role};")
+
+
 def external_server(dsn: str) -> Server:
     try:
         version = server_version(dsn)
     except psycopg.Error as exc:
+        refused = _no_connect(dsn, exc)
+        if refused:
+            raise ProvisioningError(refused) from exc
         raise ProvisioningError(
             f"could not connect to {dsn_mod.describe(dsn)}: {dsn_mod.redact(str(exc)).strip()}; "
             "check that the server is up, the host and port are right and the user may log in"

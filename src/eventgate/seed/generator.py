@@ -4,6 +4,11 @@ Values are meant to look like production: several tenants with skew (a few large
 time zones, every RSVP state, NULL ceremony times, empty strings beside NULLs, non-ASCII names,
 and a handful of weddings placed on the edges where date-and-zone arithmetic breaks (DST gaps
 and overlaps, zones at +14 and -11, no date at all).
+
+Every shape is a field of SeedPlan (statuses, zones, the share of guests without an email, how
+weddings spread over tenants, which edge weddings are placed), so differently shaped data sets
+(eventgate.seed.profiles) come from this one generator. With the defaults the random stream is
+the one it always was: a seed gives the rows it gave before those fields existed.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from eventgate.errors import ConfigError
+
 TIMEZONES = (
     "Asia/Jakarta", "Asia/Makassar", "Asia/Jayapura", "Europe/London", "Europe/Berlin",
     "America/New_York", "America/Sao_Paulo", "Australia/Sydney", "UTC", "Asia/Kolkata",
 )
+# Zones that have kept one UTC offset all year for decades: no gap, no overlap.
+NO_DST_TIMEZONES = ("Asia/Jakarta", "Asia/Makassar", "Asia/Jayapura", "Asia/Kolkata", "UTC")
 FIRST_NAMES = (
     "Ayu", "Budi", "Citra", "Dewi", "Eka", "Fajar", "Gita", "Hadi", "Indah", "Joko", "Zoë",
     "José", "Anaïs", "Łukasz", "Siobhán", "Nguyễn", "Ni Made", "O'Brien", "Mary-Jane", "Søren",
@@ -45,6 +54,11 @@ EDGE_WEDDINGS = (
     (date(2025, 6, 15), None, "Asia/Jakarta"),                # no ceremony time
     (None, None, "UTC"),                                      # no date yet
 )
+# The edges above in zones that never change their offset (+14, -11, no time, no date),
+# picked by zone so that a new DST edge is left out without anyone remembering to.
+NO_DST_EDGE_WEDDINGS = tuple(e for e in EDGE_WEDDINGS if e[2] in (
+    *NO_DST_TIMEZONES, "Pacific/Kiritimati", "Pacific/Pago_Pago"))
+EdgeWedding = tuple[date | None, time | None, str]
 
 TENANTS_COLUMNS = ("id", "name", "slug", "created_at")
 WEDDING_COLUMNS = (
@@ -69,6 +83,33 @@ class SeedPlan:
     seed: int = 42
     sections_per_wedding: int = 5
     tenants: int | None = None
+    # (status, weight): the statuses weddings are drawn from; a subset of STATUSES' names.
+    statuses: tuple[tuple[str, int], ...] = STATUSES
+    # Zones the ordinary (non-edge) weddings are placed in.
+    timezones: tuple[str, ...] = TIMEZONES
+    # Chance that a guest has no email (NULL); 1.0: nobody has one.
+    missing_email: float = 0.15
+    # None: a Zipf-like spread over tenants; else the first tenant's share of the weddings
+    # drawn, the others splitting the rest evenly.
+    first_tenant_share: float | None = None
+    # Placed as weddings 1..n, all in the first tenant; () places none.
+    edge_weddings: tuple[EdgeWedding, ...] = EDGE_WEDDINGS
+
+    def __post_init__(self) -> None:
+        # A bad plan must fail here, not as a half-loaded COPY or a refusal in migration 010.
+        known = {name for name, _ in STATUSES}
+        if not self.statuses or any(s not in known or w <= 0 for s, w in self.statuses):
+            raise ConfigError(f"statuses must be positive weights over {sorted(known)}")
+        if not self.timezones:
+            raise ConfigError("timezones must name at least one zone")
+        if not 0.0 <= self.missing_email <= 1.0:
+            raise ConfigError("missing_email is a probability, 0.0 to 1.0")
+        if self.first_tenant_share is not None and not 0.0 < self.first_tenant_share <= 1.0:
+            raise ConfigError("first_tenant_share is a share of the weddings, above 0 up to 1")
+        if self.weddings < 0 or self.guests_per_wedding < 0:
+            raise ConfigError("weddings and guests_per_wedding cannot be negative")
+        if self.tenants is not None and self.tenants < 1:
+            raise ConfigError("a plan needs at least one tenant")
 
     @property
     def tenant_count(self) -> int:
@@ -102,7 +143,6 @@ def _cumulative(choices: tuple[tuple[str, int], ...]) -> tuple[tuple[str, ...], 
     return tuple(c for c, _ in choices), bounds
 
 
-_STATUS_TABLE = _cumulative(STATUSES)
 _RSVP_TABLE = _cumulative(RSVP)
 
 
@@ -131,27 +171,31 @@ def tenants(plan: SeedPlan) -> list[Row]:
     return rows
 
 
-def _tenant_weights(count: int) -> list[float]:
-    # Zipf-like: the first tenants are much larger than the long tail.
-    return [1.0 / (rank + 1) for rank in range(count)]
+def _tenant_weights(count: int, first_share: float | None) -> list[float]:
+    if first_share is None or count == 1:
+        # Zipf-like: the first tenants are much larger than the long tail.
+        return [1.0 / (rank + 1) for rank in range(count)]
+    return [first_share] + [(1.0 - first_share) / (count - 1)] * (count - 1)
 
 
 def weddings(plan: SeedPlan, tenant_rows: list[Row]) -> Iterator[Row]:
     rng = random.Random(f"{plan.seed}:weddings")
     tenant_ids = [r[0] for r in tenant_rows]
-    weights = _tenant_weights(len(tenant_ids))
+    weights = _tenant_weights(len(tenant_ids), plan.first_tenant_share)
+    statuses = _cumulative(plan.statuses)
+    edges = plan.edge_weddings
     for wid in range(1, plan.weddings + 1):
-        tenant = tenant_ids[0] if wid <= len(EDGE_WEDDINGS) else rng.choices(
+        tenant = tenant_ids[0] if wid <= len(edges) else rng.choices(
             tenant_ids, weights=weights)[0]
         bride, groom = _name(rng), _name(rng)
-        if wid <= len(EDGE_WEDDINGS):
-            wedding_date, ceremony, zone = EDGE_WEDDINGS[wid - 1]
+        if wid <= len(edges):
+            wedding_date, ceremony, zone = edges[wid - 1]
         else:
             # Until 2035, so queries from CURRENT_DATE on keep finding weddings for years.
             wedding_date = date(2023, 1, 1) + timedelta(days=rng.randrange(13 * 365))
             ceremony = None if rng.random() < 0.1 else time(rng.randrange(8, 20),
                                                              rng.choice((0, 15, 30, 45)))
-            zone = rng.choice(TIMEZONES)
+            zone = rng.choice(plan.timezones)
         reception = None
         if ceremony is not None and rng.random() < 0.8:
             reception = time((ceremony.hour + 3) % 24, ceremony.minute)
@@ -164,7 +208,7 @@ def weddings(plan: SeedPlan, tenant_rows: list[Row]) -> Iterator[Row]:
                                               f"Jl. {rng.choice(LAST_NAMES)} No. {wid % 200}")
         theme = None if rng.random() < 0.3 else rng.choice(THEMES)
         yield (wid, tenant, slug, bride, groom, wedding_date, ceremony, reception, zone, venue,
-               address, theme, _weighted(rng, _STATUS_TABLE), created, updated)
+               address, theme, _weighted(rng, statuses), created, updated)
 
 
 def invitations(plan: SeedPlan, stubs: list[WeddingStub]) -> Iterator[Row]:
@@ -174,7 +218,7 @@ def invitations(plan: SeedPlan, stubs: list[WeddingStub]) -> Iterator[Row]:
     for wedding in stubs:
         for _ in range(low + _below(rng, high - low + 1) if high else 0):
             name = _name(rng)
-            email = None if rng.random() < 0.15 else (
+            email = None if rng.random() < plan.missing_email else (
                 f"{name.split()[0].lower()}.{next_id}@example.org")
             if email and rng.random() < 0.05:
                 email = email.upper()

@@ -112,11 +112,18 @@ ALTER VIEW wedding_compat.wedding_sections
 
 -- Writes through the views. Metadata is merged, not replaced, so keys the new engine added to a
 -- wedding survive an edit made by the old application.
+-- Each marks what it writes as the old application's (wedding_compat.write_origin = 'legacy',
+-- local to the transaction, and put back before it returns), so that the change record 010
+-- installs can tell these writes from the engine's; an error undoes the mark with the write.
 CREATE FUNCTION wedding_compat.wedding_events_write() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    prior_origin text := coalesce(current_setting('wedding_compat.write_origin', true), '');
 BEGIN
+    PERFORM set_config('wedding_compat.write_origin', 'legacy', true);
     IF TG_OP = 'DELETE' THEN
         DELETE FROM public.events WHERE id = OLD.id AND event_type = 'wedding';
+        PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
         RETURN OLD;
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -131,6 +138,7 @@ BEGIN
                                    'ceremony_time', NEW.ceremony_time,
                                    'reception_time', NEW.reception_time, 'theme', NEW.theme),
                 NEW.created_at, NEW.updated_at);
+        PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
         RETURN NEW;
     END IF;
     -- Only what the old application changed is written: the engine may have set a title, a
@@ -167,6 +175,7 @@ BEGIN
            created_at = NEW.created_at,
            updated_at = NEW.updated_at
      WHERE id = OLD.id AND event_type = 'wedding';
+    PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
     RETURN NEW;
 END
 $$;
@@ -175,9 +184,12 @@ CREATE FUNCTION wedding_compat.wedding_invitations_write() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     wedding_tenant uuid;
+    prior_origin text := coalesce(current_setting('wedding_compat.write_origin', true), '');
 BEGIN
+    PERFORM set_config('wedding_compat.write_origin', 'legacy', true);
     IF TG_OP = 'DELETE' THEN
         DELETE FROM public.event_participants WHERE id = OLD.id;
+        PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
         RETURN OLD;
     END IF;
     SELECT tenant_id INTO wedding_tenant
@@ -196,6 +208,7 @@ BEGIN
                 jsonb_build_object('dietary_notes', NEW.dietary_notes,
                                    'table_number', NEW.table_number),
                 NEW.invited_at, NEW.responded_at);
+        PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
         RETURN NEW;
     END IF;
     UPDATE public.event_participants
@@ -215,15 +228,20 @@ BEGIN
            invited_at = NEW.invited_at,
            responded_at = NEW.responded_at
      WHERE id = OLD.id;
+    PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
     RETURN NEW;
 END
 $$;
 
 CREATE FUNCTION wedding_compat.wedding_sections_write() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    prior_origin text := coalesce(current_setting('wedding_compat.write_origin', true), '');
 BEGIN
+    PERFORM set_config('wedding_compat.write_origin', 'legacy', true);
     IF TG_OP = 'DELETE' THEN
         DELETE FROM public.event_sections WHERE id = OLD.id;
+        PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
         RETURN OLD;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM public.events
@@ -237,6 +255,7 @@ BEGIN
                                            is_visible)
         VALUES (NEW.id, NEW.wedding_id, NEW.section_type, NEW.title, NEW.content, NEW.position,
                 NEW.is_visible);
+        PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
         RETURN NEW;
     END IF;
     UPDATE public.event_sections
@@ -248,6 +267,7 @@ BEGIN
            position = NEW.position,
            is_visible = NEW.is_visible
      WHERE id = OLD.id;
+    PERFORM set_config('wedding_compat.write_origin', prior_origin, true);
     RETURN NEW;
 END
 $$;

@@ -179,6 +179,13 @@ BEGIN
 END
 $$;
 
+-- Planner statistics for the loaded rows. Rebuilding an index records a row count but no
+-- column statistics, and autovacuum may not look at the tables for minutes (or, on a small
+-- database, ever): until then the planner guesses every selectivity, and for instance reads a
+-- guest by email through every wedding's guest list instead of the email index. ANALYZE
+-- samples a bounded number of rows (about a second at ten million) and blocks no writer.
+ANALYZE events, event_participants, event_sections;
+
 -- New rows (from the engine or through the views) must not collide with the migrated ids, nor
 -- reuse the id of a legacy row deleted before the migration (an emailed /rsvp/204 link must not
 -- lead to another guest): each identity restarts past both.
@@ -239,3 +246,52 @@ ALTER TABLE wedding_sections RENAME TO wedding_sections_backup;
 ALTER VIEW wedding_compat.wedding_events SET SCHEMA public;
 ALTER VIEW wedding_compat.wedding_invitations SET SCHEMA public;
 ALTER VIEW wedding_compat.wedding_sections SET SCHEMA public;
+
+-- The change record: every row written to the new tables from now on, by the old application
+-- through the views (origin 'legacy': their write triggers mark it, see 009) or directly, by
+-- the engine or anyone else (origin 'engine'). The parity gates hold every row the migration
+-- copied to its *_backup row exactly, and leave out the keys recorded here, so legitimate
+-- writes made during the blue-green window never read as migration defects. Created last, after
+-- the copy, so that none of the migration's own rows is recorded; a write that bypasses
+-- triggers is not recorded either, and reads as a defect (expectations.toml [change_log]).
+CREATE TABLE wedding_compat.row_changes (
+    relation    text        NOT NULL,
+    row_key     text        NOT NULL,
+    origin      text        NOT NULL CHECK (origin IN ('legacy', 'engine')),
+    op          text        NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE')),
+    changed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    changed_by  name        NOT NULL DEFAULT session_user
+);
+-- No index: the gates read the record whole, one hash anti-join per table, so an index would
+-- only add to the cost of every write.
+
+-- SECURITY DEFINER: whoever writes to the new tables is recorded, without rights on the record.
+CREATE FUNCTION wedding_compat.record_row_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+    origin text := CASE current_setting('wedding_compat.write_origin', true)
+                       WHEN 'legacy' THEN 'legacy' ELSE 'engine' END;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO wedding_compat.row_changes (relation, row_key, origin, op)
+        VALUES (TG_TABLE_NAME, NEW.id::text, origin, TG_OP);
+    ELSIF TG_OP = 'DELETE' OR NEW.id = OLD.id THEN
+        INSERT INTO wedding_compat.row_changes (relation, row_key, origin, op)
+        VALUES (TG_TABLE_NAME, OLD.id::text, origin, TG_OP);
+    ELSE
+        -- A changed key: the row left one key and took another; both are no longer the
+        -- migration's.
+        INSERT INTO wedding_compat.row_changes (relation, row_key, origin, op)
+        VALUES (TG_TABLE_NAME, OLD.id::text, origin, TG_OP),
+               (TG_TABLE_NAME, NEW.id::text, origin, TG_OP);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER row_changes_record AFTER INSERT OR UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION wedding_compat.record_row_change();
+CREATE TRIGGER row_changes_record AFTER INSERT OR UPDATE OR DELETE ON event_participants
+    FOR EACH ROW EXECUTE FUNCTION wedding_compat.record_row_change();
+CREATE TRIGGER row_changes_record AFTER INSERT OR UPDATE OR DELETE ON event_sections
+    FOR EACH ROW EXECUTE FUNCTION wedding_compat.record_row_change();

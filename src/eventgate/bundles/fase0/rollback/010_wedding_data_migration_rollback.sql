@@ -45,6 +45,21 @@ BEGIN
 END
 $$;
 
+-- The change record stops recording: the rows moved below are the rollback's. Disabling a
+-- trigger takes no lock beyond the one held since the top, so readers of the new tables go on.
+DO $$
+DECLARE
+    recorded record;
+BEGIN
+    FOR recorded IN SELECT t.tgrelid::regclass AS rel FROM pg_trigger t
+                     WHERE t.tgname = 'row_changes_record'
+                       AND t.tgrelid IN ('events'::regclass, 'event_participants'::regclass,
+                                         'event_sections'::regclass) LOOP
+        EXECUTE format('ALTER TABLE %s DISABLE TRIGGER row_changes_record', recorded.rel);
+    END LOOP;
+END
+$$;
+
 ALTER VIEW public.wedding_events SET SCHEMA wedding_compat;
 ALTER VIEW public.wedding_invitations SET SCHEMA wedding_compat;
 ALTER VIEW public.wedding_sections SET SCHEMA wedding_compat;
@@ -120,3 +135,32 @@ $$;
 
 -- Participants and sections of weddings go with them (ON DELETE CASCADE).
 DELETE FROM events WHERE event_type = 'wedding';
+
+-- Last, the change record goes. Dropping a trigger needs ACCESS EXCLUSIVE on its table, which
+-- the engine's readers then wait for until COMMIT: so it is taken only now, on all three tables
+-- together, and given up within 50 ms whenever a reader is in the way, then tried again. The
+-- rollback never holds one of these locks while waiting for another, which a reader locking the
+-- tables in another order would deadlock against. After 200 tries the runner's lock_timeout
+-- applies, and it retries the whole rollback.
+DO $$
+DECLARE
+    runner_timeout text := current_setting('lock_timeout');
+BEGIN
+    FOR attempt IN 1..200 LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '50ms', true);
+            LOCK TABLE event_participants, event_sections, events IN ACCESS EXCLUSIVE MODE;
+            PERFORM set_config('lock_timeout', runner_timeout, true);
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_sleep(0.02);  -- the failed try's locks and lock_timeout are undone
+        END;
+    END LOOP;
+    LOCK TABLE event_participants, event_sections, events IN ACCESS EXCLUSIVE MODE;
+END
+$$;
+DROP TRIGGER IF EXISTS row_changes_record ON event_participants;
+DROP TRIGGER IF EXISTS row_changes_record ON event_sections;
+DROP TRIGGER IF EXISTS row_changes_record ON events;
+DROP FUNCTION IF EXISTS wedding_compat.record_row_change();
+DROP TABLE IF EXISTS wedding_compat.row_changes;
