@@ -353,6 +353,9 @@ class Plan:
     jobs: int = 1
     scale: str = "small"
     timeout_s: float = 900.0
+    # One seed for every run: the clean bundle and each variant gate the same data, so a
+    # variant caught only on some data, or a false alarm, replays with --seed.
+    seed: int | None = None
 
 
 def prepare(plan: Plan) -> dict[str, Path]:
@@ -427,6 +430,7 @@ def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children) 
     extra_env["HYPOTHESIS_STORAGE_DIRECTORY"] = str((reports / "hypothesis").resolve())
     started = time.monotonic()
     verdict = run_gate(dsn=None, bundle=str(bundle), scale=plan.scale, reports=reports,
+                       seed=plan.seed,
                        # Serial in each child: budgets are timed only without xdist, and the
                        # selftest itself runs the children side by side. This module as a
                        # plugin: see pytest_configure below.

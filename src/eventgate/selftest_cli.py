@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import threading
 import time
@@ -17,6 +18,7 @@ from eventgate.bundle import default_bundle_path, load_bundle
 from eventgate.console import console
 from eventgate.errors import ConfigError
 from eventgate.gate import SUITES
+from eventgate.seed.choice import SEED_ENV, parse_seed, random_seed, replay_hint
 from eventgate.seed.scales import SCALES
 from eventgate.selftest import (
     Matrix,
@@ -69,6 +71,8 @@ def configure_selftest(p: argparse.ArgumentParser) -> None:
                    "others show as not run")
     p.add_argument("--scale", choices=sorted(SCALES), default="small",
                    help="seed volume of every run (default small)")
+    p.add_argument("--seed", type=int, help=f"random seed of every run's data [env {SEED_ENV}; "
+                   "default: a new one, printed]")
     p.add_argument("--timeout", type=float, default=900.0, metavar="S",
                    help="stop a variant's run after S seconds, as a broken run (default 900)")
 
@@ -166,12 +170,15 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     base = load_bundle(args.bundle).root if args.bundle else default_bundle_path()
     chosen = select(variants, args.only)
     reports = Path(args.reports)
+    seed = (args.seed if args.seed is not None else
+            parse_seed(os.environ[SEED_ENV], SEED_ENV) if os.environ.get(SEED_ENV)
+            else random_seed())
     plan = Plan(chosen, base, reports, tuple(s for s in SUITES if s in args.suites),
-                min(args.jobs, len(chosen)), args.scale, args.timeout)
+                min(args.jobs, len(chosen)), args.scale, args.timeout, seed)
     bundles = prepare(plan)
     console.print(f"selftest: {len(chosen)} runs ({', '.join(v.name for v in chosen)}), "
-                  f"{plan.jobs} at a time, suites {', '.join(plan.suites)}; reports in "
-                  f"{reports}/", soft_wrap=True)
+                  f"{plan.jobs} at a time, suites {', '.join(plan.suites)}, seed {seed} "
+                  f"({replay_hint(seed)}); reports in {reports}/", soft_wrap=True)
     began, started_at = time.monotonic(), now_utc()
     lock = threading.Lock()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),

@@ -208,6 +208,15 @@ def _writes_since(conn: psycopg.Connection, last: int) -> list[tuple[object, ...
                         "FROM write_watch.writes WHERE id > %s ORDER BY id", (last,)).fetchall()
 
 
+def assert_nothing_written(staging: Staging, readings: list[Counters]) -> None:
+    """Neither the write watch nor the server's statistics saw a write between the readings."""
+    before, after = readings
+    with staging.owner() as conn:
+        writes = _writes_since(conn, before.last_write)
+    assert writes == [], f"the gate run wrote to staging: {writes}"
+    assert after.changes_since(before) == {}, "the statistics count writes during the gate run"
+
+
 def settle(conn: psycopg.Connection, *, engine_too: bool, timeout: float = 60.0) -> None:
     """Wait until the statistics of everyone but the engine (and, with engine_too, the
     engine's) are flushed: their sessions have ended, or have been idle longer than
@@ -432,11 +441,7 @@ def test_the_gate_says_go_on_clean_staging_and_writes_nothing(
     print(f"gate run on clean staging: {gate.seconds:.1f} s")
     assert gate.returncode == 0, gate.tail()
 
-    before, after = readings
-    with staging.owner() as conn:
-        writes = _writes_since(conn, before.last_write)
-    assert writes == [], f"the gate run wrote to staging: {writes}"
-    assert after.changes_since(before) == {}, "the statistics count writes during the gate run"
+    assert_nothing_written(staging, readings)
 
     verdict = _verdict(reports)
     assert verdict["verdict"] == "go" and verdict["failed"] == []
