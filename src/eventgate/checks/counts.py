@@ -15,6 +15,7 @@ from eventgate.checks.changes import (
     with_summary,
 )
 from eventgate.checks.result import CheckResult
+from eventgate.checks.rows import nothing_to_compare
 
 CHECK = "row-count parity"
 SAMPLE = 5
@@ -68,10 +69,8 @@ def row_count_parity(conn: psycopg.Connection, mapping: TableMapping, *,
     if changes.problem:
         return CheckResult(CHECK, subject, False, changes.problem, sql=reproduce, data=data)
     if before == after == 0 and not missing and not extra:
-        return CheckResult.unproven(CHECK, subject, f"{mapping.legacy_source} holds no legacy "
-                                    "rows, so there is nothing to count; it needs at least "
-                                    f"one row in {mapping.legacy_source}", sql=reproduce,
-                                    data=data)
+        return CheckResult.unproven(CHECK, subject, nothing_to_compare(mapping.legacy_source),
+                                    sql=reproduce, data=data)
     if before == after and not missing and not extra:
         return CheckResult(CHECK, subject, True,
                            with_summary(f"{before} rows on both sides, same keys", changes),

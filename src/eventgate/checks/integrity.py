@@ -9,6 +9,7 @@ from psycopg import sql
 
 from eventgate.bundle import Reference, SameValue, TableMapping, UniqueValues
 from eventgate.checks.result import CheckResult
+from eventgate.checks.rows import has_rows
 
 SAMPLE = 5
 
@@ -30,9 +31,7 @@ def _where(condition: str | None) -> sql.Composable:
 
 def _empty(conn: psycopg.Connection, table: str, condition: str | None = None) -> bool:
     """No row to hold to the rule: the rule would pass on nothing, so it is not proven."""
-    row = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {}{})").format(
-        sql.Identifier(table), _where(condition))).fetchone()
-    return bool(row and row[0])
+    return not has_rows(conn, table, condition)
 
 
 def _nothing_to_check(check: str, subject: str, table: str) -> CheckResult:

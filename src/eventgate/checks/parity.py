@@ -25,6 +25,7 @@ from psycopg import sql
 from eventgate.bundle import ChangeLog, ColumnMapping, TableMapping
 from eventgate.checks.changes import Changes, read_changes, where_clause, with_summary
 from eventgate.checks.result import CheckResult
+from eventgate.checks.rows import has_rows, nothing_to_compare
 
 CHECK = "content parity"
 STREAM_ROWS = 5000
@@ -177,9 +178,7 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit
                 if len(samples) < sample_limit:
                     samples.append(_sample(row, columns))
         reproduce = query.as_string(conn) + ";"
-        found = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
-            sql.Identifier(mapping.legacy_source))).fetchone()
-        compared_any = bool(found and found[0])
+        compared_any = has_rows(conn, mapping.legacy_source)
     subject = f"{mapping.legacy_source} -> {mapping.target}"
     data = {"table": mapping.legacy_table, "missing": counts["missing"],
             "extra": counts["extra"], "changed": counts["changed"],
@@ -190,9 +189,7 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit
                                      data=data))
     if not counts and not compared_any:
         return _observed(CheckResult.unproven(
-            CHECK, subject, f"{mapping.legacy_source} holds no legacy rows, so there is nothing "
-            f"to compare; it needs at least one row in {mapping.legacy_source}", sql=reproduce,
-            data=data))
+            CHECK, subject, nothing_to_compare(mapping.legacy_source), sql=reproduce, data=data))
     if not counts:
         return _observed(CheckResult(
             CHECK, subject, True, with_summary(f"every row matches on all {len(columns)} "

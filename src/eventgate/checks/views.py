@@ -10,6 +10,7 @@ from psycopg import sql
 from eventgate.bundle import ChangeLog, TableMapping
 from eventgate.checks.changes import one_snapshot, read_changes, where_clause, with_summary
 from eventgate.checks.result import CheckResult
+from eventgate.checks.rows import has_rows, nothing_to_compare
 
 CHECK = "compatibility view"
 SAMPLE = 5
@@ -72,11 +73,9 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
     if changes.problem:
         return CheckResult(CHECK, subject, False, changes.problem, sql=reproduce, data=data)
     n_lost, n_added = int(counts[0]), int(counts[1])
-    if not n_lost and not n_added and not _has_rows(conn, mapping.legacy_source):
-        return CheckResult.unproven(CHECK, subject, f"{mapping.legacy_source} and "
-                                    f"{mapping.view} hold no rows, so there is nothing to "
-                                    f"compare; it needs at least one row in "
-                                    f"{mapping.legacy_source}", sql=reproduce, data=data)
+    if not n_lost and not n_added and not has_rows(conn, mapping.legacy_source):
+        return CheckResult.unproven(CHECK, subject, nothing_to_compare(mapping.legacy_source),
+                                    sql=reproduce, data=data)
     if not n_lost and not n_added:
         return CheckResult(CHECK, subject, True, with_summary("same rows on both sides", changes),
                            sql=reproduce, data=data)
@@ -91,12 +90,6 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
 def _plain(mapping: TableMapping) -> str:
     return (f"SELECT * FROM {mapping.legacy_source} EXCEPT ALL SELECT * FROM {mapping.view};"
             f"  -- and the other way round")
-
-
-def _has_rows(conn: psycopg.Connection, table: str) -> bool:
-    row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
-        sql.Identifier(table))).fetchone()
-    return bool(row and row[0])
 
 
 COLUMNS_OF = """
