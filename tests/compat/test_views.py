@@ -9,7 +9,7 @@ import pytest
 from eventgate.bundle import Bundle, TableMapping
 from eventgate.checks.legacy_queries import LegacyQuery, load_queries, same_results
 from eventgate.checks.views import view_matches_legacy, view_nullability, view_shape
-from eventgate.proof import hold
+from eventgate.pytest_plugin.proof import hold
 
 pytestmark = [pytest.mark.compat, pytest.mark.green]
 

@@ -8,7 +8,7 @@ import httpx
 import psycopg
 import pytest
 
-from eventgate.proof import not_proven
+from eventgate.pytest_plugin.proof import not_proven
 
 PROBLEM = "application/problem+json"
 

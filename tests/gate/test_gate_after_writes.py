@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from eventgate.engine.process import engine_process
-from eventgate.gate import run_gate
+from eventgate.gate.run import run_gate
 from eventgate.pg.databases import Database, Databases
 
 pytestmark = pytest.mark.destructive

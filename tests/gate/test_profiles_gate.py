@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from eventgate.bundle import Bundle
-from eventgate.config import Settings
 from eventgate.engine.process import engine_process
-from eventgate.gate import run_gate
+from eventgate.gate.run import run_gate
 from eventgate.migrate.runner import Runner
 from eventgate.pg.databases import Database, Databases
+from eventgate.pytest_plugin.settings import Settings
 from eventgate.seed.load import build_legacy
 from eventgate.seed.profiles import PROFILES, profile
 

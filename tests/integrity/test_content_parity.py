@@ -16,7 +16,7 @@ from eventgate.checks.integrity import (
 )
 from eventgate.checks.parity import content_parity
 from eventgate.checks.result import CheckResult
-from eventgate.proof import hold
+from eventgate.pytest_plugin.proof import hold
 
 pytestmark = [pytest.mark.integrity, pytest.mark.green]
 Record = Callable[[CheckResult], CheckResult]

@@ -6,7 +6,7 @@ import pytest
 from eventgate.bundle import Bundle, TableMapping
 from eventgate.checks.counts import row_count_parity
 from eventgate.checks.schema import mapping_covers_legacy, required_relations
-from eventgate.proof import hold
+from eventgate.pytest_plugin.proof import hold
 
 pytestmark = [pytest.mark.integrity, pytest.mark.green]
 

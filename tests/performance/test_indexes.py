@@ -7,7 +7,7 @@ import pytest
 from eventgate.bundle import Bundle, IndexExpectation
 from eventgate.checks.indexes import required_index
 from eventgate.checks.statistics import has_statistics
-from eventgate.proof import hold
+from eventgate.pytest_plugin.proof import hold
 
 pytestmark = [pytest.mark.performance, pytest.mark.green]
 

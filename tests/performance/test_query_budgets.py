@@ -17,7 +17,7 @@ from eventgate.checks.budgets import (
     server_times_ms,
 )
 from eventgate.checks.result import CheckResult
-from eventgate.proof import hold
+from eventgate.pytest_plugin.proof import hold
 
 pytestmark = [pytest.mark.performance, pytest.mark.green]
 ROUNDS, WARMUP = 30, 3

@@ -16,7 +16,7 @@ import pytest
 
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.snapshot import differences, fingerprint
-from eventgate.cli import main
+from eventgate.cli.main import main
 from eventgate.errors import MigrationError
 from eventgate.migrate import locking
 from eventgate.migrate.runner import Runner

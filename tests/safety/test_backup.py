@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from eventgate.checks.snapshot import content_checksums
-from eventgate.cli import main
+from eventgate.cli.main import main
 from eventgate.errors import BackupError
 from eventgate.pg import binaries
 from eventgate.pg.databases import Database
@@ -21,7 +21,7 @@ from eventgate.pg.server import Server
 from eventgate.safety import catalog
 from eventgate.safety.backup import prune, take_backup, verify_backup
 from eventgate.safety.catalog import BackupRecord, TableSum, Verification
-from eventgate.safety.preflight import Options, check_backup
+from eventgate.safety.preflight.checks import Options, check_backup
 
 pytestmark = pytest.mark.destructive
 

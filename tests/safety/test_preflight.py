@@ -20,14 +20,14 @@ import pytest
 
 from eventgate.bundle import load_bundle
 from eventgate.checks.snapshot import differences, fingerprint
-from eventgate.cli import main
+from eventgate.cli.main import main
+from eventgate.cli.preflight import cmd_preflight, configure_preflight
 from eventgate.errors import EventgateError, MigrationError
 from eventgate.migrate.runner import Runner
 from eventgate.pg.databases import Database
-from eventgate.safety import preflight
 from eventgate.safety.catalog import BackupRecord, Verification
-from eventgate.safety.preflight import Options, Report, run_preflight
-from eventgate.safety.preflight_cli import cmd_preflight, configure_preflight
+from eventgate.safety.preflight import checks as preflight
+from eventgate.safety.preflight.checks import Options, Report, run_preflight
 
 pytestmark = pytest.mark.destructive
 

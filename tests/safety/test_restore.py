@@ -10,11 +10,11 @@ import pytest
 
 from eventgate.bundle import Bundle
 from eventgate.checks.snapshot import differences, fingerprint
-from eventgate.cli import main
+from eventgate.cli.main import main
 from eventgate.errors import BackupError
-from eventgate.fixtures import migrate
 from eventgate.pg.databases import Database, Databases
 from eventgate.pg.server import Server
+from eventgate.pytest_plugin.fix_db import migrate
 from eventgate.safety.backup import take_backup
 from eventgate.safety.catalog import BackupRecord
 from eventgate.safety.restore import restore_latest

@@ -49,12 +49,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from eventgate.bundle import load_bundle
-from eventgate.config import Settings
 from eventgate.engine.process import engine_process
-from eventgate.fixtures import session_plan
 from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import SUPERUSER, LocalCluster
+from eventgate.pytest_plugin.fix_db import session_plan
+from eventgate.pytest_plugin.settings import Settings
 from eventgate.seed.load import build_legacy
 
 pytestmark = pytest.mark.destructive

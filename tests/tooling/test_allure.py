@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from eventgate import allure_results, reporting
 from eventgate.bundle import Bundle
 from eventgate.checks import parity
 from eventgate.checks.result import CheckResult
-from eventgate.config import Settings
 from eventgate.pg.databases import Database
+from eventgate.pytest_plugin.settings import Settings
+from eventgate.reports import allure as allure_results
+from eventgate.reports import attachments as reporting
 
 # A suite laid out like ours, run in a subprocess: allure-pytest keeps global state, and an
 # in-process run would also write its results into this session's results directory.
@@ -65,7 +66,7 @@ DEMO_SUITE = {
         import httpx
         import pytest
 
-        from eventgate.reporting import HttpExchanges
+        from eventgate.reports.attachments import HttpExchanges
 
         pytestmark = pytest.mark.green
 

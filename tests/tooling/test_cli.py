@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from eventgate.bundle import default_bundle_path, load_bundle
-from eventgate.docs import render
 from eventgate.pg.databases import Database
+from eventgate.reports.schema_docs import render
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from eventgate.allure_results import categorize
 from eventgate.bundle import Bundle
 from eventgate.checks.counts import row_count_parity
 from eventgate.checks.integrity import keys_one_to_one, no_orphans
 from eventgate.checks.parity import content_parity
 from eventgate.checks.result import CheckResult
 from eventgate.checks.views import view_matches_legacy
-from eventgate.gate import read_outcomes
+from eventgate.gate.run import read_outcomes
 from eventgate.pg.databases import Database
+from eventgate.reports.allure import categorize
 
 GATES = """
     from eventgate.checks.result import CheckResult
-    from eventgate.proof import hold
+    from eventgate.pytest_plugin.proof import hold
 
     def test_proven():
         hold(CheckResult("row-count parity", "a -> b", True, "3 rows on both sides"))

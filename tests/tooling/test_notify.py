@@ -15,8 +15,8 @@ import pytest
 from eventgate.bundle import load_bundle
 from eventgate.dsn import describe
 from eventgate.errors import ConfigError
+from eventgate.migrate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
 from eventgate.migrate.runner import Runner, StatementReport, StepReport
-from eventgate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
 from eventgate.pg.databases import Database
 
 SECRET_PATH = "/services/T000/B000/XXXXsecret"
@@ -385,7 +385,7 @@ def test_the_real_runner_notifies_each_migration_while_the_webhook_answers_500(
 def test_the_cli_posts_migrate_and_rollback_to_the_webhook_in_the_environment(
         legacy_db: Database, webhook: Callable[..., Hook], monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from eventgate.cli import main
+    from eventgate.cli.main import main
 
     hook = webhook()
     monkeypatch.setenv("SLACK_WEBHOOK_URL", hook.url)
@@ -403,7 +403,7 @@ def test_the_cli_posts_migrate_and_rollback_to_the_webhook_in_the_environment(
 def test_a_malformed_webhook_setting_turns_notifications_off_not_the_rollback(
         migrated_db: Database, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from eventgate.cli import main
+    from eventgate.cli.main import main
 
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "hooks.slack.example/services/T0/B0/secretpart")
     assert main(["rollback", "--dsn", migrated_db.dsn]) == 0

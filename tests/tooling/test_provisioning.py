@@ -119,7 +119,7 @@ def test_redact_hides_every_password_form(dsn: str, password: str) -> None:
 def test_the_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import sys
-        from eventgate.cli import main
+        from eventgate.cli.main import main
         sys.exit(main(["cluster", "--weddings", "5", "--guests-per-wedding", "2"]))
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from eventgate import report as report_mod
+from eventgate.cli.report import cmd_report, configure_report, output_file
 from eventgate.errors import EventgateError
-from eventgate.report import ReportError, count_results, html_problems
-from eventgate.report_cli import cmd_report, configure_report, output_file
+from eventgate.reports import html as report_mod
+from eventgate.reports.html import ReportError, count_results, html_problems
 
 FAILING = "test_view_wedding_events_matches_its_table"
 MESSAGE = "wedding_events: 1 row missing"

@@ -16,11 +16,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from eventgate import allure_results
 from eventgate.bundle import Bundle, default_bundle_path
-from eventgate.config import Settings
-from eventgate.fixtures import migrate
 from eventgate.pg.databases import Database, Databases
+from eventgate.pytest_plugin.fix_db import migrate
+from eventgate.pytest_plugin.settings import Settings
+from eventgate.reports import allure as allure_results
 from eventgate.seed import generator as gen
 from eventgate.seed.load import LEGACY_TABLES, build_legacy
 from eventgate.seed.profiles import PROFILES, profile
@@ -266,7 +266,7 @@ def test_the_seed_profile_setting_seeds_the_session_with_that_profile(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVENTGATE_PROFILE", "single-tenant")
     pytester.makepyfile(test_profile="""
-        from eventgate.fixtures import session_plan
+        from eventgate.pytest_plugin.fix_db import session_plan
         from eventgate.seed.profiles import profile
 
         def test_profile(eventgate_settings):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from eventgate.bundle import default_bundle_path, load_bundle
-from eventgate.gate import SUITES, FailedGate, SuiteTally
-from eventgate.selftest import (
+from eventgate.gate.run import SUITES, FailedGate, SuiteTally
+from eventgate.selftest.core import (
     CLEAN_VARIANT,
     README_BEGIN,
     README_END,
@@ -121,7 +121,7 @@ def test_a_malformed_variant_is_named(tmp_path: Path, text: str, message: str) -
         load_variant(_variant(tmp_path / "v", "bad", text))
 
 
-# How a run is judged (see the comment above eventgate.selftest.refusal_class).
+# How a run is judged (see the comment above eventgate.selftest.core.refusal_class).
 
 DEFECT = Variant("lost", "loses rows", "lost rows", ("integrity",),
                  engine_factory="fixtures.engine_faults:metrics_off_by_one")

@@ -14,9 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from eventgate import dsn as dsn_mod
-from eventgate.console import console
+from eventgate.cli.console import console
 from eventgate.errors import ConfigError, EventgateError
-from eventgate.safety.preflight import Options, Report, run_preflight
+from eventgate.safety.preflight.checks import Options, Report, run_preflight
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
@@ -97,7 +97,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     status values, negative party sizes, dates that do not exist), naming the rows. Exit 0
     when nothing failed (warnings allowed), 1 otherwise; --json for a machine-readable
     report."""
-    from eventgate.cli import _dsn  # here, not at the top: cli.py imports this module
+    from eventgate.cli.main import _dsn  # here, not at the top: cli.py imports this module
 
     dsn = _dsn(args)
     options = options_from(args)

@@ -1,6 +1,6 @@
 """The pytest plugin: options, markers, the report header, the one early stop when no database
-can be had, and what goes into the Allure results (eventgate.allure_results). Fixtures live in
-eventgate.fixtures."""
+can be had, and what goes into the Allure results (eventgate.reports.allure). Fixtures live in
+eventgate.pytest_plugin.fix_db."""
 
 from __future__ import annotations
 
@@ -12,13 +12,22 @@ from typing import Any
 import pluggy
 import pytest
 
-from eventgate import allure_results, fixtures, proof, reporting
 from eventgate import dsn as dsn_mod
 from eventgate.checks import parity
-from eventgate.config import FLAGS, OPTIONS, WORKER_SEED, session_seed, settings_from
 from eventgate.errors import EventgateError
 from eventgate.pg.container import IMAGE
 from eventgate.pg.provision import Route, choose_route, external_server
+from eventgate.pytest_plugin import fix_db as fixtures
+from eventgate.pytest_plugin import proof
+from eventgate.pytest_plugin.settings import (
+    FLAGS,
+    OPTIONS,
+    WORKER_SEED,
+    session_seed,
+    settings_from,
+)
+from eventgate.reports import allure as allure_results
+from eventgate.reports import attachments as reporting
 from eventgate.seed.choice import replay_hint
 
 MARKERS = (
@@ -64,8 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    if not config.pluginmanager.has_plugin("eventgate.fixtures"):
-        config.pluginmanager.register(fixtures, "eventgate.fixtures")
+    if not config.pluginmanager.has_plugin("eventgate.pytest_plugin.fix_db"):
+        config.pluginmanager.register(fixtures, "eventgate.pytest_plugin.fix_db")
     # Resolved once here so that a malformed setting (EVENTGATE_ALLOW_DESTRUCTIVE=maybe) is a
     # usage error before anything runs.
     settings = settings_from(config)

@@ -19,7 +19,6 @@ import pytest
 
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.result import CheckResult
-from eventgate.config import Settings, settings_from
 from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.errors import EventgateError
 from eventgate.migrate.runner import Runner
@@ -27,8 +26,9 @@ from eventgate.pg import provision
 from eventgate.pg.access import require_read_access
 from eventgate.pg.databases import Database, Databases
 from eventgate.pg.server import Server
-from eventgate.proof import not_proven
-from eventgate.reporting import HttpExchanges, attach, write_json
+from eventgate.pytest_plugin.proof import not_proven
+from eventgate.pytest_plugin.settings import Settings, settings_from
+from eventgate.reports.attachments import HttpExchanges, attach, write_json
 from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy
 from eventgate.seed.profiles import profile

@@ -15,12 +15,12 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from eventgate.bundle import default_bundle_path, load_bundle
-from eventgate.console import console
+from eventgate.cli.console import console
 from eventgate.errors import ConfigError
-from eventgate.gate import SUITES
+from eventgate.gate.run import SUITES
 from eventgate.seed.choice import SEED_ENV, parse_seed, random_seed, replay_hint
 from eventgate.seed.scales import SCALES
-from eventgate.selftest import (
+from eventgate.selftest.core import (
     Matrix,
     Outcome,
     Plan,

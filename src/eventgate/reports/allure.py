@@ -25,10 +25,10 @@ import pytest
 import eventgate
 from eventgate import dsn as dsn_mod
 from eventgate.bundle import load_bundle
-from eventgate.config import Settings
 from eventgate.errors import EventgateError
 from eventgate.migrate import ledger
-from eventgate.reporting import redact_url
+from eventgate.pytest_plugin.settings import Settings
+from eventgate.reports.attachments import redact_url
 
 ALLURE_PLUGIN = "allure_pytest"  # the name of allure-pytest's pytest11 entry point
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 import psycopg
 
 from eventgate.bundle import Bundle
-from eventgate.console import console
+from eventgate.cli.console import console
 from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy, load
 from eventgate.seed.profiles import PROFILES, profile

@@ -19,18 +19,18 @@ from eventgate import dsn as dsn_mod
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.indexes import required_index
 from eventgate.checks.schema import required_relations
-from eventgate.console import RichProgress, console, status_table, steps_table
+from eventgate.cli.console import RichProgress, console, status_table, steps_table
+from eventgate.cli.preflight import cmd_preflight, configure_preflight
+from eventgate.cli.report import cmd_report, configure_report
+from eventgate.cli.safety import cmd_backup, cmd_restore, configure_backup, configure_restore
+from eventgate.cli.seed import configure_seed_options, seed_into
+from eventgate.cli.selftest import cmd_selftest, configure_selftest
 from eventgate.errors import ConfigError, EventgateError
+from eventgate.migrate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
 from eventgate.migrate.runner import ProgressSink, Runner
-from eventgate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
-from eventgate.report_cli import cmd_report, configure_report
-from eventgate.safety.commands import cmd_backup, cmd_restore, configure_backup, configure_restore
-from eventgate.safety.preflight_cli import cmd_preflight, configure_preflight
 from eventgate.seed.choice import SEED_ENV, parse_seed, random_seed, replay_hint
 from eventgate.seed.profiles import PROFILES
 from eventgate.seed.scales import SCALES
-from eventgate.seed_cli import configure_seed_options, seed_into
-from eventgate.selftest_cli import cmd_selftest, configure_selftest
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -252,7 +252,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     """Run the acceptance suites (integrity, compat, performance, functional) and write
     reports/junit.xml, reports/allure-results/ and reports/verdict.json; exit 1 on no-go.
     Without --dsn everything runs on an embedded PostgreSQL; with --dsn only green tests."""
-    from eventgate.gate import run_gate
+    from eventgate.gate.run import run_gate
 
     dsn = args.dsn or os.environ.get("EVENTGATE_DSN")
     if dsn:
@@ -320,7 +320,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     """Write docs/schema.md (both schemas and the column mapping) from the bundle."""
-    from eventgate.docs import render
+    from eventgate.reports.schema_docs import render
 
     text = render(_bundle(args))
     if args.output == "-":

@@ -16,7 +16,7 @@ from pathlib import Path
 import eventgate
 from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError
-from eventgate.proof import NOT_PROVEN, is_not_proven
+from eventgate.pytest_plugin.proof import NOT_PROVEN, is_not_proven
 
 SUITES = ("integrity", "compat", "performance", "functional")
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.markup import escape
 
-from eventgate.console import console
-from eventgate.report import build_report
+from eventgate.cli.console import console
+from eventgate.reports.html import build_report
 
 DEFAULT_RESULTS = "reports/allure-results"
 DEFAULT_OUTPUT = "reports/allure-report/index.html"

@@ -15,7 +15,7 @@ A variant is a small overlay on the reference bundle, fixtures/sabotage/<name>.t
     find = "i.guest_name, i.email"           # must occur exactly once, or the overlay is stale
     replace = "left(i.guest_name, 20), i.email"
 
-Each run is `eventgate gate`'s own child pytest (eventgate.gate.run_gate) with EVENTGATE_BUNDLE
+Each run is `eventgate gate`'s own child pytest (eventgate.gate.run.run_gate) with EVENTGATE_BUNDLE
 pointing at the patched copy and, for engine variants, EVENTGATE_ENGINE_FACTORY set.
 """
 
@@ -42,7 +42,7 @@ from typing import Any
 import psycopg
 
 from eventgate.errors import ConfigError
-from eventgate.gate import SUITES, FailedGate, SuiteTally, find_suites, run_gate
+from eventgate.gate.run import SUITES, FailedGate, SuiteTally, find_suites, run_gate
 
 CLEAN = "clean"
 VARIANT_KEYS = frozenset({"title", "defect", "catches", "engine_factory", "why", "patch"})
@@ -223,7 +223,7 @@ PSYCOPG_ERROR = re.compile(r"psycopg\.errors\.([A-Za-z]+)")
 
 
 def refusals(junit: Path) -> set[str]:
-    """The tests (named as eventgate.gate.read_junit names them) that errored because the
+    """The tests (named as eventgate.gate.run.read_junit names them) that errored because the
     migration refused: the error's traceback names a psycopg refusal class."""
     refused = set()
     for case in ET.parse(junit).getroot().iter("testcase"):
@@ -434,7 +434,7 @@ def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children) 
                        # Serial in each child: budgets are timed only without xdist, and the
                        # selftest itself runs the children side by side. This module as a
                        # plugin: see pytest_configure below.
-                       pytest_args=["-p", "no:xdist", "-p", "eventgate.selftest"],
+                       pytest_args=["-p", "no:xdist", "-p", "eventgate.selftest.core"],
                        suites=plan.suites,
                        extra_env=extra_env, log=reports / "gate.log",
                        started=lambda child: children.add(variant.name, child))
@@ -448,7 +448,7 @@ def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children) 
 
 
 def pytest_configure(config: object) -> None:
-    """In each variant's child pytest (loaded with -p eventgate.selftest): hypothesis finds
+    """In each variant's child pytest (loaded with -p eventgate.selftest.core): hypothesis finds
     failing examples as always but does not shrink them. Measured, shrinking the property
     test's counterexample was most of a failing variant's time (208 s of 226 s; hypothesis
     stops only after 5 minutes), and the selftest asks only whether the gate went red, which

@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from eventgate import dsn as dsn_mod
-from eventgate.console import console
+from eventgate.cli.console import console
 from eventgate.errors import ConfigError
 from eventgate.safety.backup import Progress, prune, take_backup
 from eventgate.safety.catalog import BackupRecord
