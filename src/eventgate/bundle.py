@@ -211,6 +211,12 @@ class Bundle:
     def versions(self) -> list[int]:
         return [m.version for m in self.migrations]
 
+    @property
+    def final_migration(self) -> int:
+        """The version after which the migration is complete: /health, preflight and the
+        ledger checks all read it from here."""
+        return max(self.versions)
+
 
 def _sql_files(directory: Path, *, rollback: bool = False) -> list[SqlFile]:
     if not directory.is_dir():

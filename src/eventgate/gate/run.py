@@ -16,9 +16,8 @@ from pathlib import Path
 import eventgate
 from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError
+from eventgate.gate.suites import SUITES
 from eventgate.pytest_plugin.proof import NOT_PROVEN, is_not_proven
-
-SUITES = ("integrity", "compat", "performance", "functional")
 
 
 @dataclass
