@@ -17,7 +17,7 @@ from rich.table import Table
 from eventgate.bundle import default_bundle_path, load_bundle
 from eventgate.cli.console import console
 from eventgate.errors import ConfigError
-from eventgate.gate.run import SUITES
+from eventgate.gate.suites import SUITES
 from eventgate.seed.choice import SEED_ENV, parse_seed, random_seed, replay_hint
 from eventgate.seed.scales import SCALES
 from eventgate.selftest.core import (

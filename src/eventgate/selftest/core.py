@@ -42,7 +42,8 @@ from typing import Any
 import psycopg
 
 from eventgate.errors import ConfigError
-from eventgate.gate.run import SUITES, FailedGate, SuiteTally, find_suites, run_gate
+from eventgate.gate.run import FailedGate, SuiteTally, find_suites, run_gate
+from eventgate.gate.suites import SUITES
 
 CLEAN = "clean"
 VARIANT_KEYS = frozenset({"title", "defect", "catches", "engine_factory", "why", "patch"})
