@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from eventgate.bundle import default_bundle_path, load_bundle
-from eventgate.gate.run import SUITES, FailedGate, SuiteTally
+from eventgate.gate.junit import FailedGate, SuiteTally
+from eventgate.gate.suites import SUITES
 from eventgate.selftest.core import (
     CLEAN_VARIANT,
     README_BEGIN,

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,40 +15,8 @@ from pathlib import Path
 import eventgate
 from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError
+from eventgate.gate.junit import FailedGate, SuiteTally, UnprovenGate, read_outcomes
 from eventgate.gate.suites import SUITES
-from eventgate.pytest_plugin.proof import NOT_PROVEN, is_not_proven
-
-
-@dataclass
-class SuiteTally:
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    not_proven: int = 0
-    # Seconds spent in the suite's tests, as junit times them (setup, call and teardown; a
-    # session fixture's setup counts towards the first test that needs it), so a slow suite
-    # on staging shows which one it is.
-    duration_s: float = 0.0
-
-
-@dataclass
-class FailedGate:
-    suite: str
-    test: str
-    reason: str
-    # "failure": the test ran and its gate said no; "error": it never got that far (a fixture
-    # failed in setup or teardown, e.g. the migration did not apply). `eventgate selftest`
-    # tells a gate that caught a defect from a run the defect merely broke.
-    kind: str = "failure"
-
-
-@dataclass
-class UnprovenGate:
-    """A gate the data could not exercise: neither a pass nor a failure."""
-
-    suite: str
-    test: str
-    reason: str  # what it looked for and did not find
 
 
 @dataclass
@@ -83,54 +50,6 @@ def find_suites() -> Path:
         "tests/functional) were not found next to the eventgate package or in the working "
         "directory; run eventgate gate from a checkout of the eventgate repository"
     )
-
-
-def _first_line(text: str | None) -> str:
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            return line[:300]
-    return "(no message)"
-
-
-def read_junit(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate]]:
-    tallies, failed, _ = read_outcomes(path)
-    return tallies, failed
-
-
-def read_outcomes(path: Path) -> tuple[dict[str, SuiteTally], list[FailedGate],
-                                       list[UnprovenGate]]:
-    """Per-suite tallies, the failed gates and the gates not proven, from a junit file."""
-    tallies = {suite: SuiteTally() for suite in SUITES}
-    failed: list[FailedGate] = []
-    unproven: list[UnprovenGate] = []
-    for case in ET.parse(path).getroot().iter("testcase"):
-        parts = (case.get("classname") or "").split(".")
-        suite = parts[1] if len(parts) > 1 and parts[0] == "tests" else parts[0]
-        tally = tallies.setdefault(suite, SuiteTally())
-        tally.duration_s += float(case.get("time") or 0)
-        problem = case.find("failure")
-        if problem is None:
-            problem = case.find("error")
-        if problem is not None:
-            tally.failed += 1
-            failed.append(FailedGate(suite, f"{parts[-1]}::{case.get('name')}",
-                                     _first_line(problem.get("message") or problem.text),
-                                     problem.tag))
-        elif (skipped := case.find("skipped")) is not None:
-            reason = skipped.get("message") or skipped.text or ""
-            if is_not_proven(reason):
-                tally.not_proven += 1
-                unproven.append(UnprovenGate(
-                    suite, f"{parts[-1]}::{case.get('name')}",
-                    _first_line(reason.removeprefix("Skipped: ").removeprefix(NOT_PROVEN))))
-            else:
-                tally.skipped += 1
-        else:
-            tally.passed += 1
-    for tally in tallies.values():
-        tally.duration_s = round(tally.duration_s, 2)
-    return tallies, failed, unproven
 
 
 def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,

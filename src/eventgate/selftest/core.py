@@ -42,7 +42,8 @@ from typing import Any
 import psycopg
 
 from eventgate.errors import ConfigError
-from eventgate.gate.run import FailedGate, SuiteTally, find_suites, run_gate
+from eventgate.gate.junit import FailedGate, SuiteTally
+from eventgate.gate.run import find_suites, run_gate
 from eventgate.gate.suites import SUITES
 
 CLEAN = "clean"
