@@ -35,7 +35,8 @@ from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import LocalCluster
 from eventgate.seed.generator import SeedPlan
-from eventgate.seed.load import LEGACY_TABLES, build_legacy
+from eventgate.seed.legacy_schema import LEGACY_TABLES
+from eventgate.seed.load import build_legacy
 
 OUT = Path(__file__).resolve().parents[1] / "reports" / "benchmarks" / "prod_scale.json"
 console = Console()

@@ -30,8 +30,11 @@ from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
 from eventgate.pg.databases import Database, Databases
 from eventgate.pg.local import local_cluster
-from eventgate.safety.backup import find_tool, server_version, take_backup, verify_backup
+from eventgate.safety.backup import take_backup
+from eventgate.safety.databases import server_version
 from eventgate.safety.restore import restore_latest
+from eventgate.safety.tools import find_tool
+from eventgate.safety.verify import verify_backup
 from eventgate.seed.load import build_legacy
 from eventgate.seed.scales import scale
 

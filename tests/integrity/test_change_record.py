@@ -25,7 +25,7 @@ from eventgate.checks.result import CheckResult
 from eventgate.checks.views import view_matches_legacy
 from eventgate.migrate.runner import Runner
 from eventgate.pg.databases import Database, Databases
-from eventgate.selftest.core import apply_overlay, load_variant
+from eventgate.selftest import apply_overlay, load_variant
 
 pytestmark = [pytest.mark.integrity, pytest.mark.destructive]
 

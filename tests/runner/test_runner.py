@@ -8,9 +8,10 @@ import pytest
 
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.snapshot import differences, fingerprint
-from eventgate.errors import MigrationError
+from eventgate.errors import BundleError, MigrationError
 from eventgate.migrate import locking
 from eventgate.migrate.runner import Runner
+from eventgate.migrate.statements import GRAMMAR
 from eventgate.pg.databases import Database
 
 pytestmark = pytest.mark.destructive
@@ -231,3 +232,20 @@ def test_bad_legacy_rows_stop_010_naming_them_and_lose_nothing(legacy_db: Databa
     assert "timezone values PostgreSQL does not know: 'Mars/Olympus_Mons'" in message
     assert "with a negative party_size (ids): 4, 8" in message
     assert "rsvp_status values outside pending/accepted/declined/maybe: 'yes'" in message
+
+
+def test_a_migration_that_does_not_parse_stops_the_run_before_anything_changes(
+        legacy_db: Database, bundle_copy: Path) -> None:
+    script = bundle_copy / "migrations" / "008_enhanced_indexing.sql"
+    lines = script.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("CREATE INDEX"))
+    lines.insert(at, "CREATE INDEX ON;\n")
+    script.write_text("".join(lines))
+    with legacy_db.connect() as conn:
+        with pytest.raises(BundleError) as refused:
+            Runner(conn, load_bundle(bundle_copy)).execute()
+        ledger = conn.execute("SELECT to_regclass('eventgate_ledger.migration_ledger')")
+        assert ledger.fetchone() == (None,)  # not even 006 and 007 ran
+    assert str(refused.value).startswith(
+        f"008_enhanced_indexing.sql is not valid SQL to the {GRAMMAR} parser: syntax error "
+        f"at or near \";\", at line {at + 1}, column 16 (`CREATE INDEX ON;`)"), refused.value

@@ -20,7 +20,7 @@ from eventgate.cli.main import main
 from eventgate.errors import MigrationError
 from eventgate.migrate import locking
 from eventgate.migrate.runner import Runner
-from eventgate.migrate.sqlsplit import split_statements
+from eventgate.migrate.statements import split_statements
 from eventgate.pg.databases import Database, Databases
 
 pytestmark = pytest.mark.destructive

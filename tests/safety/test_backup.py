@@ -19,9 +19,11 @@ from eventgate.pg import binaries
 from eventgate.pg.databases import Database
 from eventgate.pg.server import Server
 from eventgate.safety import catalog
-from eventgate.safety.backup import prune, take_backup, verify_backup
+from eventgate.safety.backup import take_backup
 from eventgate.safety.catalog import BackupRecord, TableSum, Verification
-from eventgate.safety.preflight.checks import Options, check_backup
+from eventgate.safety.preflight import Options, check_backup
+from eventgate.safety.retention import prune
+from eventgate.safety.verify import verify_backup
 
 pytestmark = pytest.mark.destructive
 

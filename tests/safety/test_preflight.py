@@ -25,9 +25,9 @@ from eventgate.cli.preflight import cmd_preflight, configure_preflight
 from eventgate.errors import EventgateError, MigrationError
 from eventgate.migrate.runner import Runner
 from eventgate.pg.databases import Database
+from eventgate.safety import preflight
 from eventgate.safety.catalog import BackupRecord, Verification
-from eventgate.safety.preflight import checks as preflight
-from eventgate.safety.preflight.checks import Options, Report, run_preflight
+from eventgate.safety.preflight import Options, Report, run_preflight
 
 pytestmark = pytest.mark.destructive
 
@@ -383,7 +383,8 @@ def test_no_verified_backup_fails_naming_the_directory(legacy_db: Database,
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    """The verb's arguments as the CLI builds them: cli.py's verb() adds --dsn and the rest."""
+    """The verb's arguments as the CLI builds them: cli/main.py's verb table adds --dsn and
+    the rest."""
     parser = argparse.ArgumentParser(prog="eventgate preflight")
     parser.add_argument("--dsn")
     parser.add_argument("--bundle")

@@ -11,13 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from eventgate.bundle import Bundle
+from eventgate.bundle import Bundle, default_bundle_path
 from eventgate.checks import parity
 from eventgate.checks.result import CheckResult
 from eventgate.pg.databases import Database
 from eventgate.pytest_plugin.settings import Settings
-from eventgate.reports import allure as allure_results
 from eventgate.reports import attachments as reporting
+from eventgate.reports.categories import CATEGORIES, categorize
+from eventgate.reports.environment import Target, environment, format_properties
+from eventgate.reports.labels import STORY_MAX, humanize, severity_of, story_of
+from eventgate.reports.redact import redact_url, redact_value
 
 # A suite laid out like ours, run in a subprocess: allure-pytest keeps global state, and an
 # in-process run would also write its results into this session's results directory.
@@ -160,7 +163,7 @@ def test_results_read_in_plain_language_with_credentials_masked(
     failing = results["A gate that fails"]
     assert failing["status"] == "failed"
     assert failing["description"] == "The gate's own words."
-    assert (allure_results.categorize("failed", failing["statusDetails"]["message"])
+    assert (categorize("failed", failing["statusDetails"]["message"])
             == "Product defects: a gate failed")
 
     by_hand = results["Written by hand"]  # an explicit decorator wins over the generated one
@@ -186,7 +189,7 @@ def test_results_read_in_plain_language_with_credentials_masked(
         assert line in exchange, exchange
     assert "token=***" in exchange and "limit=5" in exchange
 
-    assert json.loads((out / "categories.json").read_text()) == allure_results.CATEGORIES
+    assert json.loads((out / "categories.json").read_text()) == CATEGORIES
     env = _properties(out / "environment.properties")
     assert env["target.kind"] == "external DSN"
     assert env["target"].endswith(migrated_db.name) and "PostgreSQL" in env["target"]
@@ -233,7 +236,7 @@ def test_allure_can_be_switched_off(pytester: pytest.Pytester) -> None:
      "Ctrl-C during a run still removes the cluster"),
 ])
 def test_titles_are_test_names_in_words(name: str, title: str) -> None:
-    assert allure_results.humanize(name) == title
+    assert humanize(name) == title
 
 
 @pytest.mark.parametrize(("suite", "green", "severity"), [
@@ -244,15 +247,15 @@ def test_titles_are_test_names_in_words(name: str, title: str) -> None:
 ])
 def test_severity_follows_the_suite_and_green(suite: str | None, green: bool,
                                               severity: str) -> None:
-    assert allure_results.severity_of(suite, green) == severity
+    assert severity_of(suite, green) == severity
 
 
 def test_stories_are_the_modules_opening_phrase() -> None:
-    story = allure_results.story_of
+    story = story_of
     assert story("Row-count parity: each legacy table has as many rows.", "x") == "Row-count parity"
     assert story("Index presence.\n\nMore.", "x") == "Index presence"
     assert story(None, "test_bundle_files") == "Bundle files"
-    assert len(story("word " * 40, "x")) <= allure_results.STORY_MAX + 2
+    assert len(story("word " * 40, "x")) <= STORY_MAX + 2
 
 
 @pytest.mark.parametrize(("status", "message", "category"), [
@@ -279,22 +282,22 @@ def test_stories_are_the_modules_opening_phrase() -> None:
         "gate assertion", "unexpected exception", "passed"])
 def test_categories_keep_infrastructure_apart_from_defects(status: str, message: str,
                                                            category: str | None) -> None:
-    assert allure_results.categorize(status, message) == category
+    assert categorize(status, message) == category
     # Allure 2 matches the whole message and files a result under every category it matches:
     # the same result lands in exactly one there too.
-    whole = [c["name"] for c in allure_results.CATEGORIES
+    whole = [c["name"] for c in CATEGORIES
              if status in c["matchedStatuses"] and re.fullmatch(c["messageRegex"], message)]
     assert whole == ([category] if category else [])
 
 
 def test_environment_properties_name_the_target_without_its_password() -> None:
     settings = Settings(dsn="postgresql://app:s3cr3t-pw@127.0.0.1:1/wedding",
-                        bundle=Path(reporting.__file__).parent / "bundles" / "fase0",
+                        bundle=default_bundle_path(),
                         pg_bindir=None, scale="small",
                         base_url="http://ops:b4sic-pw@127.0.0.1:1/?token=t0ken-pw")
-    target = allure_results.Target("external DSN", "PostgreSQL 16.4 via external server "
+    target = Target("external DSN", "PostgreSQL 16.4 via external server "
                                    "app@127.0.0.1:1/wedding", "16.4")
-    text = allure_results.format_properties(allure_results.environment(settings, target))
+    text = format_properties(environment(settings, target))
     env = dict(line.split("=", 1) for line in text.splitlines())
     assert env["target.kind"] == "external DSN" and env["postgresql.version"] == "16.4"
     assert env["migrations.source"].startswith("bundle (the target's ledger could not be read")
@@ -306,15 +309,15 @@ def test_environment_properties_name_the_target_without_its_password() -> None:
 
 
 def test_properties_stay_one_line_and_ascii() -> None:
-    text = allure_results.format_properties({"a key": "line one\nline two — ü", "b": " lead"})
+    text = format_properties({"a key": "line one\nline two — ü", "b": " lead"})
     assert text == "a\\ key=line one\\nline two \\u2014 \\u00fc\nb=\\ lead\n"
 
 
 def test_credentials_are_masked_in_urls_and_json() -> None:
-    assert (reporting.redact_url("https://u:pw@h/p?token=x&limit=5&api_key=y")
+    assert (redact_url("https://u:pw@h/p?token=x&limit=5&api_key=y")
             == "https://u:****@h/p?token=***&limit=5&api_key=***")
-    assert reporting.redact_url("http://h/p?monkey=1") == "http://h/p?monkey=1"
-    assert reporting.redact_value({"password": "x", "nested": [{"dsn": "host=h password=x"}],
+    assert redact_url("http://h/p?monkey=1") == "http://h/p?monkey=1"
+    assert redact_value({"password": "x", "nested": [{"dsn": "host=h password=x"}],
                                    "count": 3}) == {
         "password": "***", "nested": [{"dsn": "host=h password=****"}], "count": 3}
 

@@ -13,9 +13,9 @@ from eventgate.checks.integrity import keys_one_to_one, no_orphans
 from eventgate.checks.parity import content_parity
 from eventgate.checks.result import CheckResult
 from eventgate.checks.views import view_matches_legacy
-from eventgate.gate.run import read_outcomes
+from eventgate.gate.junit import read_outcomes
 from eventgate.pg.databases import Database
-from eventgate.reports.allure import categorize
+from eventgate.reports.categories import categorize
 
 GATES = """
     from eventgate.checks.result import CheckResult

@@ -20,9 +20,10 @@ from eventgate.bundle import Bundle, default_bundle_path
 from eventgate.pg.databases import Database, Databases
 from eventgate.pytest_plugin.fix_db import migrate
 from eventgate.pytest_plugin.settings import Settings
-from eventgate.reports import allure as allure_results
+from eventgate.reports.environment import Target, environment
 from eventgate.seed import generator as gen
-from eventgate.seed.load import LEGACY_TABLES, build_legacy
+from eventgate.seed.legacy_schema import LEGACY_TABLES
+from eventgate.seed.load import build_legacy
 from eventgate.seed.profiles import PROFILES, profile
 from eventgate.seed.scales import scale
 
@@ -280,14 +281,14 @@ def test_the_seed_profile_setting_seeds_the_session_with_that_profile(
 
 
 def test_the_allure_environment_names_the_seed_and_profile_of_the_embedded_data() -> None:
-    target = allure_results.Target("embedded", "PostgreSQL 15 via local binaries", "15")
+    target = Target("embedded", "PostgreSQL 15 via local binaries", "15")
     embedded = Settings(dsn=None, bundle=default_bundle_path(), pg_bindir=None, scale="small",
                         seed=5, profile="no-emails")
-    env = allure_results.environment(embedded, target)
+    env = environment(embedded, target)
     assert env["seed"] == "5" and env["profile"] == "no-emails"
     # Against --dsn nothing is seeded: a seed there would only mislead.
     external = replace(embedded, dsn="postgresql://app@127.0.0.1:1/w", profile=None)
-    assert "seed" not in allure_results.environment(external, target)
+    assert "seed" not in environment(external, target)
 
 
 def eventgate(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 from eventgate.bundle import default_bundle_path, load_bundle
 from eventgate.gate.junit import FailedGate, SuiteTally
 from eventgate.gate.suites import SUITES
-from eventgate.selftest.core import (
+from eventgate.selftest import (
     CLEAN_VARIANT,
     README_BEGIN,
     README_END,
@@ -122,7 +122,7 @@ def test_a_malformed_variant_is_named(tmp_path: Path, text: str, message: str) -
         load_variant(_variant(tmp_path / "v", "bad", text))
 
 
-# How a run is judged (see the comment above eventgate.selftest.core.refusal_class).
+# How a run is judged (see the comment above eventgate.selftest.judging.refusal_class).
 
 DEFECT = Variant("lost", "loses rows", "lost rows", ("integrity",),
                  engine_factory="fixtures.engine_faults:metrics_off_by_one")

@@ -13,7 +13,8 @@ from typing import Any
 import psycopg
 
 from eventgate.bundle import QueryBudget
-from eventgate.checks.result import CheckResult
+from eventgate.checks.result import CheckResult, error_line
+from eventgate.units import human_bytes
 
 FULL_SCAN_CAPABLE = ("Index Scan", "Index Only Scan")
 
@@ -40,7 +41,7 @@ def prepare(conn: psycopg.Connection, budget: QueryBudget) -> PreparedQuery | Ch
                 row = conn.execute(query.encode()).fetchone()
         except psycopg.Error as exc:
             return _fail(budget, check, f"parameter {name!r} cannot be drawn: "
-                         f"{str(exc).strip().splitlines()[0]}")
+                         f"{error_line(exc)}")
         if row is None or row[0] is None:
             chosen = f" ({budget.params_choice})" if budget.params_choice else ""
             return CheckResult.unproven(
@@ -57,7 +58,7 @@ def prepare(conn: psycopg.Connection, budget: QueryBudget) -> PreparedQuery | Ch
         with conn.transaction():
             conn.execute(b"EXPLAIN " + budget.sql.encode(), params)
     except psycopg.Error as exc:
-        return _fail(budget, check, f"its SQL fails: {str(exc).strip().splitlines()[0]}")
+        return _fail(budget, check, f"its SQL fails: {error_line(exc)}")
     return PreparedQuery(budget, params)
 
 
@@ -217,7 +218,8 @@ def budget_result(conn: psycopg.Connection, query: PreparedQuery, client_ms: lis
              "client": f"{stat} round trip {client:.2f} ms"}
     other = "client" if budget.judged_on == "server" else "server"
     summary = (f"{budget.name}: {sides[budget.judged_on]} against a {budget.budget_ms:g} ms "
-               f"budget ({sides[other]}; {rows} rows, {_size(size)}), {len(client_ms)} rounds")
+               f"budget ({sides[other]}; {rows} rows, {human_bytes(size)}), "
+               f"{len(client_ms)} rounds")
     passed = judged <= budget.budget_ms
     if not passed:
         summary = summary.replace(" against ", " is OVER ")
@@ -229,10 +231,6 @@ def budget_result(conn: psycopg.Connection, query: PreparedQuery, client_ms: lis
         details += (f"parameters: {budget.params_choice}: {query.params}",)
     return CheckResult("query budget", f"budget {budget.name}", passed, summary, details,
                        f"EXPLAIN (ANALYZE, BUFFERS) {' '.join(budget.sql.split())};", data)
-
-
-def _size(size: int) -> str:
-    return f"{size} bytes" if size < 10_000 else f"{size / 1_000_000:.2f} MB"
 
 
 def measure(conn: psycopg.Connection, query: PreparedQuery, rounds: int = 30) -> CheckResult:

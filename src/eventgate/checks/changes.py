@@ -162,15 +162,5 @@ def one_snapshot(conn: psycopg.Connection) -> Iterator[None]:
         yield
 
 
-def where_clause(conditions: list[sql.Composable]) -> sql.Composable:
-    """" WHERE a AND b" (each parenthesized when there are several), or nothing."""
-    if not conditions:
-        return sql.SQL("")
-    if len(conditions) == 1:
-        return sql.SQL(" WHERE {}").format(conditions[0])
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
-        sql.SQL("({})").format(c) for c in conditions)
-
-
 def _qualified(log: ChangeLog) -> sql.Identifier:
     return sql.Identifier(log.schema, log.name)

@@ -11,11 +11,10 @@ from eventgate.checks.changes import (
     Changes,
     one_snapshot,
     read_changes,
-    where_clause,
     with_summary,
 )
 from eventgate.checks.result import CheckResult
-from eventgate.checks.rows import nothing_to_compare
+from eventgate.checks.rows import nothing_to_compare, where_clause
 
 CHECK = "row-count parity"
 SAMPLE = 5

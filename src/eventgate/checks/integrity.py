@@ -9,7 +9,7 @@ from psycopg import sql
 
 from eventgate.bundle import Reference, SameValue, TableMapping, UniqueValues
 from eventgate.checks.result import CheckResult
-from eventgate.checks.rows import has_rows
+from eventgate.checks.rows import condition_clause, has_rows
 
 SAMPLE = 5
 
@@ -23,10 +23,6 @@ def _sample(conn: psycopg.Connection, query: sql.Composable) -> tuple[int, Rows]
     rows = conn.execute(sql.SQL("SELECT * FROM ({}) q ORDER BY 1 LIMIT {}").format(
         query, sql.Literal(SAMPLE))).fetchall()
     return (int(total[0]) if total else 0), rows
-
-
-def _where(condition: str | None) -> sql.Composable:
-    return sql.SQL(" WHERE {}").format(sql.SQL(condition)) if condition else sql.SQL("")
 
 
 def _empty(conn: psycopg.Connection, table: str, condition: str | None = None) -> bool:
@@ -50,7 +46,7 @@ def keys_one_to_one(conn: psycopg.Connection, mapping: TableMapping) -> CheckRes
     for table, column, condition in sides:
         query = sql.SQL("SELECT {c} AS key, count(*) AS copies FROM {t}{w} GROUP BY {c} "
                         "HAVING count(*) > 1 OR {c} IS NULL").format(
-            c=sql.Identifier(column), t=sql.Identifier(table), w=_where(condition))
+            c=sql.Identifier(column), t=sql.Identifier(table), w=condition_clause(condition))
         total, rows = _sample(conn, query)
         if total:
             shown = ", ".join(f"{r[0]} ({r[1]} rows)" for r in rows)
@@ -105,7 +101,7 @@ def unique_values(conn: psycopg.Connection, rule: UniqueValues) -> CheckResult:
     cols = sql.SQL(", ").join(map(sql.Identifier, rule.columns))
     query = sql.SQL("SELECT {cols}, count(*) AS rows FROM {t}{w} GROUP BY {cols} "
                     "HAVING count(*) > 1").format(cols=cols, t=sql.Identifier(rule.table),
-                                                  w=_where(rule.where))
+                                                  w=condition_clause(rule.where))
     subject = f"{rule.table} ({', '.join(rule.columns)})"
     if _empty(conn, rule.table, rule.where):
         return _nothing_to_check("unique values", subject, rule.table)
@@ -134,7 +130,7 @@ def declared_jsonb_keys(conn: psycopg.Connection, mapping: TableMapping) -> Chec
         query = sql.SQL("SELECT k, count(*) FROM {t} t, jsonb_object_keys(t.{c}) k{w} "
                         "GROUP BY k ORDER BY k").format(
             t=sql.Identifier(mapping.target), c=sql.Identifier(column),
-            w=_where(mapping.filter))
+            w=condition_clause(mapping.filter))
         for key, rows in conn.execute(query).fetchall():
             if key not in declared.get(column, set()):
                 found.append(f"{mapping.target}.{column} key {key!r} in {rows} rows is not "

@@ -3,9 +3,9 @@ legacy tables kept as backup: a drop-in replacement answers every one of them id
 
 Rows written after the migration (the bundle's change record names their keys) are in the views
 but not in the backup. Each side then reads, under the relation's own name, a common table
-expression that leaves those keys out (`WITH wedding_invitations AS (SELECT * FROM
-public.wedding_invitations WHERE <key unchanged>) <the query>`), so the query still compares
-exactly the rows the migration wrote, and draws its parameters among them."""
+expression that leaves those keys out (`WITH <view> AS (SELECT * FROM public.<view> WHERE
+<key unchanged>) <the query>`), so the query still compares exactly the rows the migration
+wrote, and draws its parameters among them."""
 
 from __future__ import annotations
 

@@ -23,9 +23,9 @@ import psycopg
 from psycopg import sql
 
 from eventgate.bundle import ChangeLog, ColumnMapping, TableMapping
-from eventgate.checks.changes import Changes, read_changes, where_clause, with_summary
+from eventgate.checks.changes import Changes, read_changes, with_summary
 from eventgate.checks.result import CheckResult
-from eventgate.checks.rows import has_rows, nothing_to_compare
+from eventgate.checks.rows import has_rows, nothing_to_compare, where_clause
 
 CHECK = "content parity"
 STREAM_ROWS = 5000

@@ -13,7 +13,7 @@ from typing import Any
 @dataclass(frozen=True)
 class CheckResult:
     check: str  # the gate, e.g. "row-count parity"
-    subject: str  # what it looked at, e.g. "wedding_invitations -> event_participants"
+    subject: str  # what it looked at, e.g. "<legacy table>_backup -> <target table>"
     passed: bool
     summary: str  # one line a person reads first
     details: tuple[str, ...] = field(default=())  # bounded samples, one per line
@@ -46,3 +46,10 @@ class CheckResult:
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "outcome": self.outcome}
 
+
+
+def error_line(exc: BaseException) -> str:
+    """An error as a result quotes it: its first line (psycopg's errors carry DETAIL, HINT and
+    CONTEXT lines after it)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

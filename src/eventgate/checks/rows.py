@@ -1,5 +1,6 @@
 """Whether a table holds any row: a gate over an empty table would pass on nothing, so it is
-not proven instead (eventgate.checks.result)."""
+not proven instead (eventgate.checks.result). And the WHERE clauses the checks put together
+from the bundle's predicates (a mapping's filter) and their own."""
 
 from __future__ import annotations
 
@@ -7,11 +8,28 @@ import psycopg
 from psycopg import sql
 
 
-def has_rows(conn: psycopg.Connection, table: str, condition: str | None = None) -> bool:
-    """Some row of `table` (satisfying `condition`, an SQL predicate from the bundle)."""
-    where = sql.SQL(" WHERE {}").format(sql.SQL(condition)) if condition else sql.SQL("")
+def where_clause(conditions: list[sql.Composable]) -> sql.Composable:
+    """" WHERE a AND b" (each parenthesized when there are several), or nothing."""
+    if not conditions:
+        return sql.SQL("")
+    if len(conditions) == 1:
+        return sql.SQL(" WHERE {}").format(conditions[0])
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+        sql.SQL("({})").format(c) for c in conditions)
+
+
+def condition_clause(condition: str | None) -> sql.Composable:
+    """" WHERE condition" for an SQL predicate from the bundle, or nothing."""
+    return where_clause([sql.SQL(condition)] if condition else [])
+
+
+def has_rows(conn: psycopg.Connection, table: str, condition: str | None = None, *,
+             schema: str | None = None) -> bool:
+    """Some row of `table` (in `schema`, else as the search path finds it) satisfying
+    `condition`, an SQL predicate from the bundle."""
+    name = sql.Identifier(schema, table) if schema else sql.Identifier(table)
     found = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}{})").format(
-        sql.Identifier(table), where)).fetchone()
+        name, condition_clause(condition))).fetchone()
     return bool(found and found[0])
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import psycopg
 
 from eventgate.bundle import Expectations, TableMapping
+from eventgate.checks.catalog import KIND_NAMES, columns, kind_name, relkind
 from eventgate.checks.result import CheckResult
-from eventgate.checks.views import KIND_NAMES, relkind
 
 
 def required_relations(conn: psycopg.Connection, expectations: Expectations) -> CheckResult:
@@ -16,8 +16,7 @@ def required_relations(conn: psycopg.Connection, expectations: Expectations) -> 
     for name, kind in wanted:
         found = relkind(conn, name)
         if found != kind:
-            wrong.append(f"{name}: expected {KIND_NAMES[kind]}, found "
-                         f"{KIND_NAMES.get(found or '', 'nothing') if found else 'nothing'}")
+            wrong.append(f"{name}: expected {KIND_NAMES[kind]}, found {kind_name(found)}")
     if wrong:
         return CheckResult("required schema objects", "expectations.toml [schema]", False,
                            f"{len(wrong)} of {len(wanted)} tables and views are not as required",
@@ -26,19 +25,10 @@ def required_relations(conn: psycopg.Connection, expectations: Expectations) -> 
                        f"all {len(wanted)} tables and views present")
 
 
-def columns_of(conn: psycopg.Connection, table: str, schema: str = "public") -> list[str]:
-    rows = conn.execute(
-        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
-        "ORDER BY a.attnum", (schema, table)).fetchall()
-    return [r[0] for r in rows]
-
-
 def mapping_covers_legacy(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
     """Every column of the legacy table is mapped or declared dropped, and nothing else is."""
     subject = f"mapping.toml [tables.{mapping.legacy_table}]"
-    actual = columns_of(conn, mapping.legacy_source)
+    actual = [c.name for c in columns(conn, mapping.legacy_source)]
     if not actual:
         return CheckResult("mapping totality", subject, False,
                            f"the legacy table {mapping.legacy_source} does not exist")

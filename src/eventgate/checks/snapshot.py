@@ -88,13 +88,19 @@ def sequence_positions(conn: psycopg.Connection) -> dict[str, tuple[object, obje
     return positions
 
 
+# Row count and checksum of one relation, the {}.{} filled with its schema and name: the sum of
+# each row's md5 cut to 60 bits, so the order of the rows does not matter. Backups record these
+# figures in their metadata and compare a restore against them (eventgate.safety.checksums): a
+# change here makes every earlier backup fail its verification.
+CHECKSUM_SQL = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)"
+                "::bigint), 0)::text FROM {}.{} t")
+
+
 def relation_checksum(conn: psycopg.Connection, schema: str, name: str) -> tuple[int, str]:
     """Row count and an order-independent checksum of every row's text form; a view and a table
     showing the same rows in the same columns give the same figures."""
-    row = conn.execute(sql.SQL(
-        "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint)"
-        ", 0)::text FROM {}.{} t").format(sql.Identifier(schema), sql.Identifier(name))
-    ).fetchone()
+    row = conn.execute(sql.SQL(CHECKSUM_SQL).format(sql.Identifier(schema),
+                                                    sql.Identifier(name))).fetchone()
     assert row is not None
     return int(row[0]), str(row[1])
 

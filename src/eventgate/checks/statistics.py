@@ -5,9 +5,9 @@ records a row count only), and until autovacuum's first ANALYZE every selectivit
 from __future__ import annotations
 
 import psycopg
-import psycopg.sql
 
 from eventgate.checks.result import CheckResult
+from eventgate.checks.rows import has_rows
 
 CHECK = "planner statistics"
 
@@ -30,9 +30,7 @@ def has_statistics(conn: psycopg.Connection, table: str, schema: str = "public")
     if columns_with_stats:
         return CheckResult(CHECK, subject, True,
                            f"{columns_with_stats} columns have statistics")
-    (rows,) = conn.execute(psycopg.sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
-        psycopg.sql.Identifier(schema, table))).fetchone() or (False,)
-    if not rows:
+    if not has_rows(conn, table, schema=schema):
         return CheckResult.unproven(CHECK, subject, f"{table} holds no rows, and statistics of "
                                     "an empty table are empty; it needs at least one row")
     return CheckResult(CHECK, subject, False,

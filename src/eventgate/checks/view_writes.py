@@ -15,6 +15,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from eventgate.bundle import TableMapping
+from eventgate.checks.catalog import Column, columns
+from eventgate.checks.result import error_line
+from eventgate.checks.rows import has_rows
+
 # At most this many distinct values: treated as a closed set (status, rsvp_status, time zone,
 # theme), whose other members the CHECK constraints of the new schema accept.
 FEW_VALUES = 20
@@ -32,15 +37,6 @@ CHANGED: dict[str, tuple[str, str]] = {
     "timestamp with time zone": ("{v} + interval '1 day 1 microsecond'",
                                  "timestamptz '2030-06-15 12:34:56.789012+00'"),
 }
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str  # format_type, with typmod: character varying(200)
-    base_type: str  # without: character varying
-    nullable: bool
-    max_length: int | None
 
 
 @dataclass(frozen=True)
@@ -63,18 +59,6 @@ class Edit:
         value = "NULL" if self.value is None else repr(self.value)
         return (f"UPDATE {self.relation} SET {self.column.name} = {value} WHERE "
                 f"{self.key} = {self.row}")
-
-
-def columns(conn: psycopg.Connection, relation: str) -> list[Column]:
-    """The columns of a legacy table, in order, as the table declares them."""
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-        "format_type(a.atttypid, NULL), NOT a.attnotnull, "
-        "CASE WHEN a.atttypid = 'varchar'::regtype AND a.atttypmod > 0 "
-        "     THEN a.atttypmod - 4 END "
-        "FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 "
-        "AND NOT a.attisdropped ORDER BY a.attnum", (f"public.{relation}",)).fetchall()
-    return [Column(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
 
 def edit_row(conn: psycopg.Connection, relation: str, key: str) -> object:
@@ -129,6 +113,28 @@ def edits(conn: psycopg.Connection, relation: str, key: str) -> list[tuple[Colum
     return plan
 
 
+@dataclass(frozen=True)
+class EditPlan:
+    """The relation's columns, the row the edits go to and the edits, in order."""
+
+    columns: list[Column]
+    row: object
+    edits: list[tuple[Column, bool]]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def edit_plan(conn: psycopg.Connection, mapping: TableMapping) -> EditPlan | str:
+    """The plan for one legacy table, or why there is none (the gates then fail, as they
+    always have: a table the old application writes to holds rows)."""
+    name, key = mapping.legacy_table, mapping.key
+    if not has_rows(conn, name):
+        return f"{name} holds no rows to edit"
+    return EditPlan(columns(conn, name), edit_row(conn, name, key), edits(conn, name, key))
+
+
 def make_edit(conn: psycopg.Connection, relation: str, key: str, row: object,
               column: Column, to_null: bool) -> Edit:
     value = None if to_null else new_value(conn, relation, key, row, column)
@@ -141,7 +147,7 @@ def apply(conn: psycopg.Connection, edit: Edit) -> tuple[tuple[object, ...] | No
         with conn.transaction():
             returned = conn.execute(edit.statement()).fetchone()
     except psycopg.Error as exc:
-        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        return None, f"{type(exc).__name__}: {error_line(exc)}"
     return returned, None
 
 

@@ -8,26 +8,18 @@ import psycopg
 from psycopg import sql
 
 from eventgate.bundle import ChangeLog, TableMapping
-from eventgate.checks.changes import one_snapshot, read_changes, where_clause, with_summary
-from eventgate.checks.result import CheckResult
-from eventgate.checks.rows import has_rows, nothing_to_compare
+from eventgate.checks.catalog import columns, kind_name, relkind
+from eventgate.checks.changes import one_snapshot, read_changes, with_summary
+from eventgate.checks.result import CheckResult, error_line
+from eventgate.checks.rows import has_rows, nothing_to_compare, where_clause
 
 CHECK = "compatibility view"
 SAMPLE = 5
 
 
-def relkind(conn: psycopg.Connection, name: str, schema: str = "public") -> str | None:
-    row = conn.execute(
-        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
-    return str(row[0]) if row else None
-
-
 # The errors EXCEPT ALL raises when two relations' columns differ in number or type.
 LAYOUT_ERRORS = (psycopg.errors.SyntaxError, psycopg.errors.DatatypeMismatch,
                  psycopg.errors.UndefinedFunction, psycopg.errors.CannotCoerce)
-
-KIND_NAMES = {"r": "a table", "v": "a view", "m": "a materialized view", "p": "a partitioned table"}
 
 
 def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
@@ -36,10 +28,9 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
     subject = f"view {mapping.view} vs {mapping.legacy_source}"
     kind = relkind(conn, mapping.view)
     if kind != "v":
-        found = KIND_NAMES.get(kind or "", "nothing") if kind else "nothing"
         return CheckResult(CHECK, subject, False,
                            f"the compatibility view {mapping.view} does not exist "
-                           f"(public.{mapping.view} is {found})",
+                           f"(public.{mapping.view} is {kind_name(kind)})",
                            sql=f"SELECT relkind FROM pg_class WHERE relname = '{mapping.view}';")
     # The view shows the legacy key under its legacy name; the record holds the new table's.
     key = sql.SQL("r.{}").format(sql.Identifier(mapping.key))
@@ -63,11 +54,11 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
         return CheckResult(CHECK, subject, False,
                            f"{mapping.view} cannot be compared with {mapping.legacy_source}: its "
                            f"columns do not line up with the legacy table's "
-                           f"({str(exc).strip().splitlines()[0]})", sql=_plain(mapping))
+                           f"({error_line(exc)})", sql=_plain(mapping))
     except psycopg.Error as exc:
         return CheckResult(CHECK, subject, False,
                            f"reading {mapping.view} against {mapping.legacy_source} failed: "
-                           f"{str(exc).strip().splitlines()[0]}", sql=_plain(mapping))
+                           f"{error_line(exc)}", sql=_plain(mapping))
     assert counts is not None
     data = changes.data()
     if changes.problem:
@@ -92,21 +83,12 @@ def _plain(mapping: TableMapping) -> str:
             f"  -- and the other way round")
 
 
-COLUMNS_OF = """
-SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
-  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attnum
-"""
-
-
 def view_shape(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
     """The view's columns have the legacy table's names, order and types (with typmod)."""
     assert mapping.view is not None
     subject = f"view {mapping.view} columns vs {mapping.legacy_source}"
-    legacy = [tuple(r[1:3]) for r in conn.execute(COLUMNS_OF, ("public", mapping.legacy_source))]
-    view = [tuple(r[1:3]) for r in conn.execute(COLUMNS_OF, ("public", mapping.view))]
+    legacy = [(c.name, c.type) for c in columns(conn, mapping.legacy_source)]
+    view = [(c.name, c.type) for c in columns(conn, mapping.view)]
     if not view:
         return CheckResult("compatibility view shape", subject, False,
                            f"the compatibility view {mapping.view} does not exist")
@@ -142,9 +124,8 @@ def view_nullability(conn: psycopg.Connection, mapping: TableMapping) -> CheckRe
     the legacy table declares NOT NULL is never NULL through the view."""
     assert mapping.view is not None
     subject = f"view {mapping.view} NOT NULL columns"
-    required = [r[1] for r in conn.execute(COLUMNS_OF, ("public", mapping.legacy_source))
-                if r[3]]
-    present = {r[1] for r in conn.execute(COLUMNS_OF, ("public", mapping.view))}
+    required = [c.name for c in columns(conn, mapping.legacy_source) if not c.nullable]
+    present = {c.name for c in columns(conn, mapping.view)}
     required = [c for c in required if c in present]  # a missing column is view_shape's finding
     if not required:
         return CheckResult("compatibility view nulls", subject, True, "no NOT NULL columns")

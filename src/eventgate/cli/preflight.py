@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from eventgate import dsn as dsn_mod
+from eventgate.cli.common import DEFAULT_BACKUP_DIR, given_backup_dir, given_bundle, require_dsn
 from eventgate.cli.console import console
 from eventgate.errors import ConfigError, EventgateError
-from eventgate.safety.preflight.checks import Options, Report, run_preflight
+from eventgate.safety.preflight import Options, Report, run_preflight
 
 STYLES = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
 def configure_preflight(p: argparse.ArgumentParser) -> None:
-    """The verb's own options; cli.py's verb() adds --dsn, --bundle and --traceback."""
+    """The verb's own options; cli/main.py adds --dsn, --bundle and --traceback."""
     p.add_argument("--json", action="store_true",
                    help="print the report as one JSON document instead of a table")
     p.add_argument("--backup-dir", metavar="DIR",
                    help="where verified backups are kept [env EVENTGATE_BACKUP_DIR; "
-                   "default backups]")
+                   f"default {DEFAULT_BACKUP_DIR}]")
     p.add_argument("--max-backup-age", type=float, default=24.0, metavar="HOURS",
                    help="the newest verified backup may be this old (default 24)")
     p.add_argument("--skip-backup-check", action="store_true",
@@ -50,8 +49,7 @@ def options_from(args: argparse.Namespace) -> Options:
                         ("--max-idle-in-transaction", args.max_idle_in_transaction)):
         if value < 0:
             raise ConfigError(f"{flag} {value} is negative; give 0 or more")
-    backup_dir = args.backup_dir or os.environ.get("EVENTGATE_BACKUP_DIR") or "backups"
-    return Options(backup_dir=Path(backup_dir), max_backup_age_h=args.max_backup_age,
+    return Options(backup_dir=given_backup_dir(args), max_backup_age_h=args.max_backup_age,
                    skip_backup_check=args.skip_backup_check, disk_factor=args.disk_factor,
                    max_connections=args.max_connections,
                    max_idle_in_transaction_s=args.max_idle_in_transaction)
@@ -97,12 +95,10 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     status values, negative party sizes, dates that do not exist), naming the rows. Exit 0
     when nothing failed (warnings allowed), 1 otherwise; --json for a machine-readable
     report."""
-    from eventgate.cli.main import _dsn  # here, not at the top: cli.py imports this module
-
-    dsn = _dsn(args)
+    dsn = require_dsn(args)
     options = options_from(args)
     try:
-        report = run_preflight(dsn, options)
+        report = run_preflight(dsn, options, bundle=given_bundle(args))
     except EventgateError as exc:
         if not args.json:
             raise  # the CLI prints `FAILED: <message>` and exits 1

@@ -17,7 +17,7 @@ DEFAULT_OUTPUT = "reports/allure-report/index.html"
 
 
 def configure_report(p: argparse.ArgumentParser) -> None:
-    """The verb's own options; cli.py's verb() adds --dsn, --bundle and --traceback (unused
+    """The verb's own options; cli/main.py adds --dsn, --bundle and --traceback (unused
     here: the report reads files only)."""
     p.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR",
                    help="Allure results written by eventgate gate or pytest --alluredir "

@@ -1,5 +1,6 @@
-"""The seeding options of `eventgate seed` and `eventgate cluster`: a volume (--scale) or a
-shape (--profile), single numbers overriding either, and the load with a progress bar."""
+"""`eventgate seed`, and the seeding options it shares with `eventgate cluster`: a volume
+(--scale) or a shape (--profile), single numbers overriding either, and the load with a
+progress bar."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 from dataclasses import replace
 
 import psycopg
+from rich.progress import Progress
 
 from eventgate.bundle import Bundle
+from eventgate.cli.common import connect_target, given_bundle, require_dsn
 from eventgate.cli.console import console
 from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy, load
@@ -43,6 +46,12 @@ def configure_seed_options(p: argparse.ArgumentParser) -> None:
                    "seed and options always give the same rows")
 
 
+def configure_seed(p: argparse.ArgumentParser) -> None:
+    configure_seed_options(p)
+    p.add_argument("--no-schema", action="store_true",
+                   help="load into legacy tables that already exist (they must be empty)")
+
+
 def plan_from(args: argparse.Namespace) -> SeedPlan:
     """The profile's or the scale's plan, with the numbers given on the command line."""
     base = profile(args.profile) if getattr(args, "profile", None) else scale(
@@ -57,8 +66,6 @@ def seed_into(conn: psycopg.Connection, args: argparse.Namespace, bundle: Bundle
     shape = f", profile {args.profile}" if getattr(args, "profile", None) else ""
     console.print(f"seeding {plan.weddings} weddings, ~{plan.guests_per_wedding} guests each, "
                   f"{plan.tenant_count} tenants{shape}, seed {plan.seed}")
-    from rich.progress import Progress
-
     started = time.monotonic()
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("COPY", total=None)
@@ -66,8 +73,17 @@ def seed_into(conn: psycopg.Connection, args: argparse.Namespace, bundle: Bundle
         def tick(table: str, rows: int) -> None:
             bar.update(task, advance=rows, description=f"COPY {table}")
 
-        counts = (load(conn, plan, tick) if getattr(args, "no_schema", False)
+        counts = (load(conn, plan, tick, bundle=bundle) if getattr(args, "no_schema", False)
                   else build_legacy(conn, bundle, plan, tick))
     console.print(f"[green]seeded[/] {counts.tenants} tenants, {counts.weddings} weddings, "
                   f"{counts.invitations} invitations, {counts.sections} sections in "
                   f"{time.monotonic() - started:.2f} s")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Create the legacy wedding schema in an empty database and load deterministic data
+    with COPY (the same --seed always gives the same rows): a volume (--scale) or a named
+    data shape (--profile)."""
+    with connect_target(require_dsn(args)) as conn:
+        seed_into(conn, args, given_bundle(args))
+    return 0

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import threading
 import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -18,31 +16,21 @@ from eventgate.bundle import default_bundle_path, load_bundle
 from eventgate.cli.console import console
 from eventgate.errors import ConfigError
 from eventgate.gate.suites import SUITES
-from eventgate.seed.choice import SEED_ENV, parse_seed, random_seed, replay_hint
+from eventgate.seed.choice import SEED_ENV, choose_seed, replay_hint
 from eventgate.seed.scales import SCALES
-from eventgate.selftest.core import (
-    Matrix,
-    Outcome,
-    Plan,
-    Variant,
-    cell_text,
-    cpu_count,
-    default_variants_dir,
-    load_variants,
-    markdown,
-    now_utc,
-    prepare,
-    run,
-    select,
-    update_readme,
-    write_json,
+from eventgate.selftest.judging import Outcome
+from eventgate.selftest.matrix import Matrix, markdown, now_utc, update_readme, write_json
+from eventgate.selftest.running import Plan, cpu_count, prepare, run
+from eventgate.selftest.terminal import (
+    finished_line,
+    first_failure_lines,
+    matrix_table,
+    problem_line,
+    variants_table,
 )
+from eventgate.selftest.variants import Variant, default_variants_dir, load_variants, select
 
 DEFAULT_REPORTS = "reports/selftest"
-STYLES = {"caught": "green", "refused": "green", "clean": "dim", "missed": "bold red",
-          "false alarm": "bold red", "broken": "bold red", "not run": "dim"}
-STATUS_STYLES = {"clean": "green", "caught": "green", "missed": "bold red",
-                 "false alarm": "bold red", "broken run": "bold red"}
 
 
 def _names(text: str) -> list[str]:
@@ -50,7 +38,7 @@ def _names(text: str) -> list[str]:
 
 
 def configure_selftest(p: argparse.ArgumentParser) -> None:
-    """The verb's own options; cli.py's verb() adds --dsn (refused: every run owns its
+    """The verb's own options; cli/main.py's verb table adds --dsn (refused: every run owns its
     database), --bundle (the bundle the overlays are applied to) and --traceback."""
     p.add_argument("--only", type=_names, metavar="NAME[,NAME]",
                    help="run these variants only (clean = the unchanged bundle); default: the "
@@ -77,22 +65,6 @@ def configure_selftest(p: argparse.ArgumentParser) -> None:
                    help="stop a variant's run after S seconds, as a broken run (default 900)")
 
 
-def _list(variants: list[Variant]) -> int:
-    table = Table(title=f"{len(variants)} sabotage variants", title_justify="left")
-    table.add_column("variant", no_wrap=True)
-    table.add_column("defect")
-    table.add_column("must go red")
-    table.add_column("sabotage", overflow="fold")
-    table.add_column("title")
-    for v in variants:
-        what = sorted({p.file for p in v.patches})
-        if v.engine_factory:
-            what.append(f"engine {v.engine_factory}")
-        table.add_row(v.name, v.defect, ", ".join(v.catches), "\n".join(what), v.title)
-    _print_table(table)
-    return 0
-
-
 def _print_table(table: Table) -> None:
     """At the terminal's width; in a log or a file (80 columns to rich), wide enough that
     names and cells are not folded."""
@@ -100,40 +72,6 @@ def _print_table(table: Table) -> None:
         console.print(table)
     else:
         Console(file=console.file, highlight=False, width=160).print(table)
-
-
-def _finished_line(o: Outcome) -> str:
-    style = STATUS_STYLES.get(o.status, "")
-    caught = [f"{s} ({c.failed or 'refused'})" for s, c in o.cells.items()
-              if c.state in ("caught", "refused")]
-    text = {"clean": "no test failed",
-            "caught": "caught by " + ", ".join(caught),
-            }.get(o.status, o.problem or "")
-    return (f"  [{style}]{'✓' if o.ok else '✗'} {escape(o.name)}[/]: {o.status} — "
-            f"{escape(text)} ({o.duration_s:.0f} s)")
-
-
-def _matrix_table(outcomes: list[Outcome]) -> Table:
-    table = Table(title="detection matrix (bold: must go red)", title_justify="left")
-    table.add_column("variant", no_wrap=True)
-    table.add_column("defect")
-    for suite in SUITES:
-        table.add_column(suite, justify="center")
-    table.add_column("result")
-    table.add_column("s", justify="right")
-    for o in outcomes:
-        cells = []
-        for suite in SUITES:
-            cell = o.cells[suite]
-            style = STYLES.get(cell.state, "")
-            if cell.expected:
-                style = f"bold {style}".strip()
-            cells.append(f"[{style}]{escape(cell_text(cell))}[/]" if style else
-                         escape(cell_text(cell)))
-        status_style = STATUS_STYLES.get(o.status, "")
-        table.add_row(escape(o.name), escape(o.defect), *cells,
-                      f"[{status_style}]{o.status}[/]", f"{o.duration_s:.0f}")
-    return table
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -150,12 +88,7 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
-def cmd_selftest(args: argparse.Namespace) -> int:
-    """Prove the gates: run the acceptance suites against the clean reference bundle and
-    against each sabotage variant of it (fixtures/sabotage/*.toml, one realistic defect each),
-    side by side, and print which suites caught which defect; write reports/selftest/matrix.json
-    and exit 1 if the clean bundle fails anything, a variant's suites stay green, or a run
-    breaks."""
+def _check(args: argparse.Namespace) -> None:
     if args.dsn:
         raise ConfigError("eventgate selftest runs every variant on an embedded PostgreSQL of "
                           "its own and never touches another database; it takes no --dsn")
@@ -164,26 +97,24 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown or not args.suites:
         raise ConfigError(f"--suites {','.join(args.suites)}: choose from {', '.join(SUITES)}")
-    variants = load_variants(Path(args.variants) if args.variants else default_variants_dir())
-    if args.list:
-        return _list(variants)
+
+
+def _plan(args: argparse.Namespace, variants: list[Variant]) -> tuple[Plan, int]:
+    """The runs the options ask for, and their seed (returned as well: Plan's is optional)."""
     base = load_bundle(args.bundle).root if args.bundle else default_bundle_path()
     chosen = select(variants, args.only)
-    reports = Path(args.reports)
-    seed = (args.seed if args.seed is not None else
-            parse_seed(os.environ[SEED_ENV], SEED_ENV) if os.environ.get(SEED_ENV)
-            else random_seed())
-    plan = Plan(chosen, base, reports, tuple(s for s in SUITES if s in args.suites),
-                min(args.jobs, len(chosen)), args.scale, args.timeout, seed)
-    bundles = prepare(plan)
-    console.print(f"selftest: {len(chosen)} runs ({', '.join(v.name for v in chosen)}), "
-                  f"{plan.jobs} at a time, suites {', '.join(plan.suites)}, seed {seed} "
-                  f"({replay_hint(seed)}); reports in {reports}/", soft_wrap=True)
-    began, started_at = time.monotonic(), now_utc()
+    seed = choose_seed(args.seed)
+    return Plan(chosen, base, Path(args.reports), tuple(s for s in SUITES if s in args.suites),
+                min(args.jobs, len(chosen)), args.scale, args.timeout, seed), seed
+
+
+def _run_live(plan: Plan, bundles: dict[str, Path]) -> list[Outcome]:
+    """The runs, with a spinner per running variant and a line per finished one."""
+    total = len(plan.variants)
     lock = threading.Lock()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        overall = progress.add_task(f"0/{len(chosen)} done", total=len(chosen))
+        overall = progress.add_task(f"0/{total} done", total=total)
         tasks: dict[str, object] = {}
 
         def on_start(name: str) -> None:
@@ -197,29 +128,50 @@ def cmd_selftest(args: argparse.Namespace) -> int:
                 progress.remove_task(task)  # type: ignore[arg-type]
             progress.advance(overall)
             done = int(progress.tasks[0].completed)
-            progress.update(overall, description=f"{done}/{len(chosen)} done")
-            console.print(_finished_line(outcome), soft_wrap=True)
+            progress.update(overall, description=f"{done}/{total} done")
+            console.print(finished_line(outcome), soft_wrap=True)
 
-        outcomes = run(plan, bundles, on_start, on_finish)
-    matrix = Matrix(started_at, round(time.monotonic() - began, 1), cpu_count(), plan.jobs,
-                    plan.scale, list(plan.suites), _command(args), outcomes)
-    _print_table(_matrix_table(outcomes))
-    for o in outcomes:
-        if o.first_failure:
-            f = o.first_failure
-            console.print(f"  {escape(o.name)}: {f['suite']} {escape(f['test'])}\n      "
-                          f"{escape(f['reason'])}", soft_wrap=True)
-    write_json(matrix, reports / "matrix.json")
+        return run(plan, bundles, on_start, on_finish)
+
+
+def _write(args: argparse.Namespace, matrix: Matrix) -> None:
+    write_json(matrix, Path(args.reports) / "matrix.json")
     text = markdown(matrix)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
     if args.update_readme:
         update_readme(Path(args.update_readme), text)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Prove the gates: run the acceptance suites against the clean reference bundle and
+    against each sabotage variant of it (fixtures/sabotage/*.toml, one realistic defect each),
+    side by side, and print which suites caught which defect; write reports/selftest/matrix.json
+    and exit 1 if the clean bundle fails anything, a variant's suites stay green, or a run
+    breaks."""
+    _check(args)
+    variants = load_variants(Path(args.variants) if args.variants else default_variants_dir())
+    if args.list:
+        _print_table(variants_table(variants))
+        return 0
+    plan, seed = _plan(args, variants)
+    bundles = prepare(plan)
+    console.print(f"selftest: {len(plan.variants)} runs "
+                  f"({', '.join(v.name for v in plan.variants)}), {plan.jobs} at a time, suites "
+                  f"{', '.join(plan.suites)}, seed {seed} ({replay_hint(seed)}); "
+                  f"reports in {plan.reports}/", soft_wrap=True)
+    began, started_at = time.monotonic(), now_utc()
+    outcomes = _run_live(plan, bundles)
+    matrix = Matrix(started_at, round(time.monotonic() - began, 1), cpu_count(), plan.jobs,
+                    plan.scale, list(plan.suites), _command(args), outcomes)
+    _print_table(matrix_table(outcomes))
+    for line in first_failure_lines(outcomes):
+        console.print(line, soft_wrap=True)
+    _write(args, matrix)
     failures = [o for o in outcomes if not o.ok]
     for o in failures:
-        console.print(f"[red]✗ {o.status.upper()}[/]: {escape(o.name)} ({escape(o.title)}): "
-                      f"{escape(o.problem or '')}", soft_wrap=True)
+        console.print(problem_line(o), soft_wrap=True)
     word = "[red]FAILED[/]" if failures else "[green]every defect caught, clean stays green[/]"
     console.print(f"selftest: {word} — {len(outcomes)} runs in {matrix.duration_s:.0f} s with "
-                  f"--jobs {plan.jobs}; matrix in {reports / 'matrix.json'}", soft_wrap=True)
+                  f"--jobs {plan.jobs}; matrix in {plan.reports / 'matrix.json'}", soft_wrap=True)
     return 1 if failures else 0

@@ -15,16 +15,13 @@ from eventgate import __version__
 from eventgate.engine import store
 from eventgate.engine.plugins import PluginRegistry
 
-FINAL_MIGRATION = 10
 DB_TIMEOUT_S = 2.0
 
 
 class EngineMetrics:
     """The request-latency histogram and scrape-time gauges of one engine instance."""
 
-    def __init__(self, pool: ConnectionPool, plugins: PluginRegistry,
-                 final_migration: int = FINAL_MIGRATION) -> None:
-        self.final_migration = final_migration
+    def __init__(self, pool: ConnectionPool, plugins: PluginRegistry) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "eventgate_engine_request_duration_seconds", "HTTP request latency",
@@ -79,7 +76,9 @@ class _ScrapeCollector(Collector):
 
 
 def health(pool: ConnectionPool, plugins: PluginRegistry,
-           final_migration: int = FINAL_MIGRATION) -> dict[str, Any]:
+           final_migration: int) -> dict[str, Any]:
+    """The /health report; `final_migration` is the bundle's last version, which the ledger
+    must hold for the migration check to be complete."""
     checks = {"database": "unknown", "plugins": "unknown", "migration": "unknown"}
     errors: list[str] = []
     try:

@@ -40,6 +40,20 @@ def tenant_exists(conn: psycopg.Connection, tenant: UUID) -> bool:
                         (tenant,)).fetchone() == (True,)
 
 
+def busiest_tenant(conn: psycopg.Connection) -> UUID | None:
+    """The tenant owning the most events (the gates' subject), None on an empty database."""
+    row = conn.execute("SELECT tenant_id FROM events GROUP BY 1 "
+                       "ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
+def another_tenant(conn: psycopg.Connection, tenant: UUID) -> UUID | None:
+    """Some real tenant other than `tenant`, None on a single-tenant database."""
+    row = conn.execute("SELECT id FROM tenants WHERE id <> %s ORDER BY id LIMIT 1",
+                       (tenant,)).fetchone()
+    return None if row is None else UUID(str(row[0]))
+
+
 def list_events(conn: psycopg.Connection, tenant: UUID, *, event_type: str | None,
                 status: str | None, start_from: datetime | None, start_to: datetime | None,
                 after_id: int | None, limit: int) -> list[dict[str, Any]]:

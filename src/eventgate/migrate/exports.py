@@ -91,3 +91,13 @@ def add_to_manifest(directory: Path, written: list[ExportedSet], database: str) 
     partial = manifest.with_name(MANIFEST + ".partial")
     partial.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, manifest)
+
+
+def exported_warning(label: str, written: list[ExportedSet]) -> str:
+    """What a person is told after a rollback exported rows: where, and how to load them back."""
+    directory = Path(written[0].path).parent
+    return (f"rolling back {label} deleted what the legacy schema cannot hold; it was exported "
+            "first: " + ", ".join(f"{e.rows} {e.name}" for e in written)
+            + f" in {directory} (CSV with header, manifest.json lists rows and sha256); load "
+            f"them back after migrating again, e.g. \\copy {written[0].name} FROM "
+            f"'{written[0].path}' CSV HEADER")

@@ -1,6 +1,7 @@
-"""The pytest plugin: options, markers, the report header, the one early stop when no database
-can be had, and what goes into the Allure results (eventgate.reports.allure). Fixtures live in
-eventgate.pytest_plugin.fix_db."""
+"""The pytest plugin's hooks: options, markers, the report header, the one early stop when no
+database can be had, the tests parametrized from the bundle, not proven as an outcome of its
+own, and what goes into the Allure results (eventgate.reports). The fixtures are in
+eventgate.pytest_plugin.fix_db and fix_engine, registered here as plugins of their own."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import pluggy
 import pytest
 
 from eventgate import dsn as dsn_mod
+from eventgate.bundle import load_bundle
 from eventgate.checks import parity
 from eventgate.errors import EventgateError
 from eventgate.pg.container import IMAGE
 from eventgate.pg.provision import Route, choose_route, external_server
-from eventgate.pytest_plugin import fix_db as fixtures
-from eventgate.pytest_plugin import proof
+from eventgate.pytest_plugin import fix_db, fix_engine, proof
 from eventgate.pytest_plugin.settings import (
     FLAGS,
     OPTIONS,
@@ -26,8 +27,9 @@ from eventgate.pytest_plugin.settings import (
     session_seed,
     settings_from,
 )
-from eventgate.reports import allure as allure_results
-from eventgate.reports import attachments as reporting
+from eventgate.reports import allure_results, attachments, labels
+from eventgate.reports.environment import Target
+from eventgate.reports.redact import redact_url
 from eventgate.seed.choice import replay_hint
 
 MARKERS = (
@@ -41,7 +43,7 @@ MARKERS = (
     "slow: production-scale; not in the default run",
 )
 
-_TARGET_KEY = pytest.StashKey[allure_results.Target]()
+_TARGET_KEY = pytest.StashKey[Target]()
 _KINDS = {"dsn": "external DSN", "local": "embedded", "container": "testcontainers"}
 
 
@@ -73,15 +75,16 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    if not config.pluginmanager.has_plugin("eventgate.pytest_plugin.fix_db"):
-        config.pluginmanager.register(fixtures, "eventgate.pytest_plugin.fix_db")
+    for fixtures in (fix_db, fix_engine):
+        if not config.pluginmanager.has_plugin(fixtures.__name__):
+            config.pluginmanager.register(fixtures, fixtures.__name__)
     # Resolved once here so that a malformed setting (EVENTGATE_ALLOW_DESTRUCTIVE=maybe) is a
     # usage error before anything runs.
     settings = settings_from(config)
     allure_results.default_results_dir(config, settings)
-    if allure_results.allure_active(config) and reporting.observe_parity not in parity.observers:
-        parity.observers.append(reporting.observe_parity)
-        config.add_cleanup(lambda: parity.observers.remove(reporting.observe_parity))
+    if allure_results.allure_active(config) and attachments.observe_parity not in parity.observers:
+        parity.observers.append(attachments.observe_parity)
+        config.add_cleanup(lambda: parity.observers.remove(attachments.observe_parity))
 
 
 # optionalhook: the hook exists only with pytest-xdist, which the plugin does not require.
@@ -92,32 +95,67 @@ def pytest_configure_node(node: Any) -> None:  # xdist's WorkerController
     node.workerinput[WORKER_SEED] = session_seed(node.config)
 
 
-def _target(route: Route) -> allure_results.Target:
+def _target(route: Route) -> Target:
     kind = _KINDS.get(route.kind, route.kind)
     if route.kind == "dsn":
         assert route.dsn is not None
         server = external_server(route.dsn)
-        return allure_results.Target(kind, server.describe(), server.version)
+        return Target(kind, server.describe(), server.version)
     if route.kind == "local":
         assert route.binaries is not None
-        return allure_results.Target(kind, route.description, route.binaries.version)
-    return allure_results.Target(kind, f"{route.description} ({IMAGE})",
+        return Target(kind, route.description, route.binaries.version)
+    return Target(kind, f"{route.description} ({IMAGE})",
                                  IMAGE.partition(":")[2].split("-")[0] or None)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Decide where PostgreSQL comes from, for the header. A failure is only reported here:
-    the first test that needs the database stops the run, once (see fixtures.pg_server), so
+    the first test that needs the database stops the run, once (see fix_db.pg_server), so
     tests that need no database, and other projects' suites, are not held up."""
     settings = settings_from(session.config)
     try:
         target = _target(choose_route(settings.dsn, settings.pg_bindir))
     except EventgateError as exc:
         first_line = dsn_mod.redact(str(exc)).splitlines()[0]
-        target = allure_results.Target(
+        target = Target(
             "none", f"no PostgreSQL to test against ({first_line})", None)
     session.config.stash[_TARGET_KEY] = target
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test per mapped table, view or required index, named after it, read from the
+    bundle so that a team's own bundle gets its own tests."""
+    wanted = {"table_mapping", "view_mapping", "index_expectation", "reference",
+              "same_value_rule", "unique_rule", "query_budget"} & set(metafunc.fixturenames)
+    if not wanted:
+        return
+    try:
+        loaded = load_bundle(settings_from(metafunc.config).bundle)
+    except EventgateError as exc:
+        pytest.exit(f"eventgate: {exc}", returncode=4)
+    migrated = [m for m in loaded.mapping.values() if m.backup]
+    if "table_mapping" in wanted:
+        metafunc.parametrize("table_mapping", migrated, ids=[m.legacy_table for m in migrated])
+    if "view_mapping" in wanted:
+        views = [m for m in migrated if m.view]
+        metafunc.parametrize("view_mapping", views, ids=[m.view or "" for m in views])
+    if "index_expectation" in wanted:
+        indexes = loaded.expectations.indexes
+        metafunc.parametrize("index_expectation", indexes, ids=[i.name for i in indexes])
+    expected = loaded.expectations
+    if "reference" in wanted:
+        metafunc.parametrize("reference", expected.references,
+                             ids=[f"{r.child}.{r.column}" for r in expected.references])
+    if "same_value_rule" in wanted:
+        metafunc.parametrize("same_value_rule", expected.same_values,
+                             ids=[f"{r.child}.{r.column}" for r in expected.same_values])
+    if "query_budget" in wanted:
+        metafunc.parametrize("query_budget", expected.budgets,
+                             ids=[b.name for b in expected.budgets])
+    if "unique_rule" in wanted:
+        metafunc.parametrize("unique_rule", expected.unique,
+                             ids=[f"{r.table}({','.join(r.columns)})" for r in expected.unique])
 
 
 EXTERNAL_SKIP = ("not a green test: it writes, or needs a database or engine the suite owns; "
@@ -133,7 +171,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     nothing the suite runs there can write, unless --allow-destructive says it may. Every test
     gets its Allure title, description and labels."""
     if allure_results.allure_active(config):
-        allure_results.apply_metadata(items)
+        labels.apply_metadata(items)
     settings = settings_from(config)
     if not settings.external_target or settings.allow_destructive:
         return
@@ -145,12 +183,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
-    # Attachments made while this test runs belong to it (reporting keeps per-test limits).
-    reporting.begin_test(allure_results.results_dir(item.config) is not None)
+    # Attachments made while this test runs belong to it (attachments keeps per-test limits).
+    attachments.begin_test(allure_results.results_dir(item.config) is not None)
     try:
         yield
     finally:
-        reporting.end_test()
+        attachments.end_test()
 
 
 def _skip_reason(report: pytest.TestReport) -> str | None:
@@ -225,7 +263,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         if settings.external_target:
             where = " and ".join(
                 ([f"the database {_named(settings.dsn)}"] if settings.dsn else [])
-                + ([f"the engine {reporting.redact_url(settings.base_url)}"]
+                + ([f"the engine {redact_url(settings.base_url)}"]
                    if settings.base_url else []))
             lines.append(f"eventgate: !!! WARNING: --allow-destructive: tests that WRITE run "
                          f"against {where}; they may change or delete its data !!!")

@@ -1,90 +1,28 @@
-"""Where check results go besides the assertion: JSON under reports/checks/ and, when
-allure-pytest is collecting results, Allure attachments: the check's JSON (diff samples
-included), the query plan and the budget figures beside a budget's result, and the engine tests'
-HTTP requests with their responses. Nothing attached carries a password or a token."""
+"""What a test attaches to its Allure result when allure-pytest is collecting results: a check's
+JSON (diff samples included), the query plan and the budget figures beside a budget's result,
+and the engine tests' HTTP requests with their responses. Nothing attached carries a password
+or a token (eventgate.reports.redact)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from eventgate import dsn as dsn_mod
 from eventgate.checks.budgets import budget_statistics, plan_text
 from eventgate.checks.result import CheckResult
-
-MASK = "***"
-# Header, query parameter and JSON key names whose values are credentials. Substrings, so
-# X-Admin-Token, Set-Cookie, access_token and db_password are all caught.
-_SECRET_PART = re.compile(r"authorization|cookie|token|secret|passw|pwd|api[-_]?key|credential"
-                          r"|session", re.I)
-# Query parameters that are credentials only as the whole name (`key`, not `monkey`). Not
-# applied to JSON keys: a parity sample's "key" is the row's key.
-_SECRET_PARAMS = frozenset({"auth", "key", "sig", "signature"})
+from eventgate.reports.redact import redact_header, redact_url, redact_value
 
 HTTP_EXCHANGES_PER_TEST = 50  # keeps a schemathesis-sized test from filling the results dir
 HTTP_BODY_LIMIT = 64 * 1024  # characters of each body kept in an attachment
 PARITY_RESULTS_PER_TEST = 10  # a property test runs the parity check once per example
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:120] or "check"
-
-
-def write_json(result: CheckResult, reports_dir: Path) -> Path:
-    path = reports_dir / "checks" / _slug(result.check) / f"{_slug(result.subject)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
-    return path
-
-
-# --- redaction ---------------------------------------------------------------------------------
-
-def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_PART.search(name))
-
-
-def _is_secret_param(name: str) -> bool:
-    return is_secret_name(name) or name.strip().lower() in _SECRET_PARAMS
-
-
-def redact_value(value: Any) -> Any:
-    """The same structure with credentials hidden: values under secret-looking keys masked,
-    passwords in DSN-like strings replaced (eventgate.dsn.redact)."""
-    if isinstance(value, dict):
-        return {k: MASK if isinstance(k, str) and is_secret_name(k) and v is not None
-                else redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_value(v) for v in value]
-    if isinstance(value, str):
-        return dsn_mod.redact(value)
-    return value
-
-
-def redact_url(url: str) -> str:
-    """A URL with its password (as eventgate.dsn.redact does) and secret-looking query
-    parameters masked."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:  # masked as in a DSN, so the same URL reads the same everywhere
-        userinfo, _, host = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:****@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_is_secret_param(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if _is_secret_param(k) else v) for k, v in pairs],
-                              safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 # --- per-test state, kept by the plugin ------------------------------------------------------
@@ -170,7 +108,7 @@ def _headers(headers: httpx.Headers) -> list[str]:
     lines = []
     for raw_name, raw_value in headers.raw:  # as sent, in the sender's spelling
         name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-        lines.append(f"{name}: {MASK if is_secret_name(name) else dsn_mod.redact(value)}")
+        lines.append(f"{name}: {redact_header(name, value)}")
     return lines
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import eventgate
 from eventgate.errors import EventgateError
+from eventgate.units import human_bytes
 
 STATUSES = ("passed", "failed", "broken", "skipped")
 # Shown wherever node is missing or too old; the versions come from package.json's engines.
@@ -75,16 +76,8 @@ class Report:
     npm_ci_ran: bool
 
     def summary(self) -> str:
-        return (f"{self.html} ({human_size(self.size)}, one file, opens offline) — "
+        return (f"{self.html} ({human_bytes(self.size)}, one file, opens offline) — "
                 f"{self.tally.describe()}")
-
-
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def count_results(results: Path) -> Tally:

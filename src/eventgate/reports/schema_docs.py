@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from eventgate.bundle import Bundle, ColumnMapping, SqlFile
-from eventgate.migrate.sqlsplit import split_statements
+from eventgate.migrate.statements import split_statements, without_leading_comments
 
 HEADER = """# Schema and mapping
 
@@ -28,8 +28,9 @@ def _destination(mapping: ColumnMapping, target: str) -> str:
 
 
 def _create_tables(files: tuple[SqlFile, ...]) -> list[str]:
-    return [s for f in files for s in split_statements(f.sql)
-            if s.lstrip().upper().startswith("CREATE TABLE")]
+    """Every CREATE TABLE of the files, without the comments written before it."""
+    code = (without_leading_comments(s) for f in files for s in split_statements(f.sql, f.label))
+    return [s for s in code if s.upper().startswith("CREATE TABLE")]
 
 
 def _change_record(bundle: Bundle) -> list[str]:

@@ -20,21 +20,18 @@ from psycopg import sql
 
 from eventgate import dsn as dsn_mod
 from eventgate.errors import BackupError
-from eventgate.safety import backup, catalog
-from eventgate.safety.backup import MAINTENANCE_DB, Progress, connect
+from eventgate.safety import catalog, databases
 from eventgate.safety.catalog import BackupRecord
+from eventgate.safety.checksums import compare_tables, file_problems, table_sums
+from eventgate.safety.databases import MAINTENANCE_DB, connect
+from eventgate.safety.progress import Progress, no_progress
+from eventgate.safety.properties import copy_database_properties
+from eventgate.safety.tools import Tool, find_tool, run_pg_restore
 
 END_SESSIONS_TIMEOUT_S = 10.0
 TERMINATE_WAIT_MS = 5000
 RENAME_ATTEMPTS = 3
-LEFTOVER_STAMP = re.compile(r"\d{8}_\d{6}(_\d+)?")  # backup.DB_STAMP, numbered if taken
-DATABASE_PRIVILEGES = {"CREATE", "CONNECT", "TEMPORARY"}
-
-# Settings whose value is a list of quoted items (GUC_LIST_QUOTE in PostgreSQL): stored as
-# '"$user", public', they must be set item by item, as pg_dump does, or become one odd name.
-LIST_SETTINGS = {"search_path", "temp_tablespaces", "session_preload_libraries",
-                 "shared_preload_libraries", "local_preload_libraries",
-                 "unix_socket_directories"}
+LEFTOVER_STAMP = re.compile(r"\d{8}_\d{6}(_\d+)?")  # databases.DB_STAMP, numbered if taken
 
 
 def quote_ident(name: str) -> str:
@@ -164,7 +161,7 @@ def plan_restore(dsn: str, directory: Path | str, *,
     skipped = [r.dump_file for r in records if r.created > record.created]
     notes = [f"unreadable backup metadata, ignored: {line}" for line in unreadable]
     with connect(maintenance, what=" (the maintenance database)") as conn:
-        props = backup.database_properties(conn, database)
+        props = databases.database_properties(conn, database)
         if props is None:
             raise BackupError(
                 f"database {database} does not exist on {dsn_mod.describe(maintenance)}; this "
@@ -193,92 +190,6 @@ def plan_restore(dsn: str, directory: Path | str, *,
     return RestorePlan(database, record, sessions, skipped, notes)
 
 
-def _set_setting(name: str, value: str) -> sql.Composable:
-    if name.lower() in LIST_SETTINGS:
-        items = [sql.Literal(item) for item in _split_list(value)] or [sql.Literal("")]
-        return sql.SQL("SET {} TO {}").format(sql.Identifier(name), sql.SQL(", ").join(items))
-    return sql.SQL("SET {} TO {}").format(sql.Identifier(name), sql.Literal(value))
-
-
-def _split_list(value: str) -> list[str]:
-    """'"$user", public' → ['$user', 'public'] (PostgreSQL's SplitGUCList)."""
-    items, current, quoted, i = [], "", False, 0
-    while i < len(value):
-        char = value[i]
-        if quoted:
-            if char == '"' and value[i + 1:i + 2] == '"':
-                current += '"'
-                i += 1
-            elif char == '"':
-                quoted = False
-            else:
-                current += char
-        elif char == '"':
-            quoted = True
-        elif char == ",":
-            items.append(current.strip())
-            current = ""
-        else:
-            current += char
-        i += 1
-    items.append(current.strip())
-    return [item for item in items if item]
-
-
-def _copy_database_properties(conn: psycopg.Connection, source: str, target: str) -> tuple[
-        int, list[str]]:
-    """pg_dump leaves out what belongs to the database itself (it is not in the archive
-    without --create): its ALTER DATABASE ... SET settings, privileges and comment. Copied
-    from the live database; returns (settings copied, notes)."""
-    notes: list[str] = []
-    ident = sql.Identifier(target)
-    settings = conn.execute(
-        "SELECT unnest(s.setconfig) FROM pg_db_role_setting s "
-        "JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s AND s.setrole = 0",
-        (source,)).fetchall()
-    for (entry,) in settings:
-        name, _, value = str(entry).partition("=")
-        conn.execute(sql.SQL("ALTER DATABASE {} ").format(ident) + _set_setting(name, value))
-    for role, entry in conn.execute(
-            "SELECT pg_get_userbyid(s.setrole), unnest(s.setconfig) FROM pg_db_role_setting s "
-            "JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s "
-            "AND s.setrole <> 0", (source,)).fetchall():
-        notes.append(f"not copied (role-specific): ALTER ROLE {role} IN DATABASE {source} SET "
-                     f"{entry}; it stays with {source}'s previous database")
-    props = backup.database_properties(conn, source) or {}
-    if props.get("datacl") is not None:
-        _copy_privileges(conn, source, target, str(props["owner"]))
-    if props.get("comment") is not None:
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            ident, sql.Literal(props["comment"])))
-    before, after = _privileges(conn, source), _privileges(conn, target)
-    if before != after:
-        notes.append(f"database privileges of {source} differ after the copy (grantors are "
-                     f"recorded as the owner): before {before}, now {after}")
-    return len(settings), notes
-
-
-def _privileges(conn: psycopg.Connection, name: str) -> list[str]:
-    props = backup.database_properties(conn, name) or {}
-    return sorted(props.get("datacl") or [])
-
-
-def _copy_privileges(conn: psycopg.Connection, source: str, target: str, owner: str) -> None:
-    ident = sql.Identifier(target)
-    # From nothing, then exactly the live database's grants (the owner's own included).
-    for grantee in (sql.SQL("PUBLIC"), sql.Identifier(owner)):
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(ident, grantee))
-    for grantee, privilege, grantable in conn.execute(
-            "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
-            "a.privilege_type, a.is_grantable FROM pg_database d, aclexplode(d.datacl) a "
-            "WHERE d.datname = %s", (source,)).fetchall():
-        if privilege not in DATABASE_PRIVILEGES:
-            continue
-        to = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
-        conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-            sql.SQL(privilege), ident, to, sql.SQL(" WITH GRANT OPTION" if grantable else "")))
-
-
 def _end_sessions(conn: psycopg.Connection, database: str) -> int:
     """Terminate every other session on `database` and wait until none is left; returns how
     many client sessions were ended."""
@@ -304,7 +215,7 @@ def _swap(conn: psycopg.Connection, database: str, restored: str, previous: str,
           report: Progress) -> int:
     """End the other sessions of `database`, then rename it to `previous` and `restored` to
     `database` in one transaction: both renames happen, or neither."""
-    props = backup.database_properties(conn, database) or {}
+    props = databases.database_properties(conn, database) or {}
     allowed = bool(props.get("datallowconn", True))
     limit = int(props.get("datconnlimit", -1))
     target = sql.Identifier(database)
@@ -356,26 +267,26 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
     privileges and comment, ends the other sessions and swaps the names; the live database is
     kept as `<db>_pre_restore_<stamp>`. Any failure before the swap drops the new database and
     leaves the live one untouched."""
-    report = progress or backup.no_progress
+    report = progress or no_progress
     started = time.monotonic()
     maintenance = maintenance_dsn or dsn_mod.with_dbname(dsn, MAINTENANCE_DB)
     plan = plan_restore(dsn, directory, maintenance_dsn=maintenance)
     database, record = plan.database, plan.record
     report(f"checking the sha256 of {record.dump_file}")
-    problems = backup.file_problems(record)
+    problems = file_problems(record)
     if problems:
         raise BackupError(f"refusing to restore {database} from {record.dump_file}: "
                           f"{'; '.join(problems)}. Nothing was changed.")
-    stamp = datetime.now(UTC).strftime(backup.DB_STAMP)
+    stamp = datetime.now(UTC).strftime(databases.DB_STAMP)
     with connect(maintenance, what=" (the maintenance database)") as conn:
-        tool = backup.find_tool("pg_restore", backup.server_version(conn), bindir)
-        restored = backup.free_database_name(conn, database, f"_restoring_{stamp}")
+        tool = find_tool("pg_restore", databases.server_version(conn), bindir)
+        restored = databases.free_database_name(conn, database, f"_restoring_{stamp}")
         report(f"creating {restored}")
-        backup.create_database_like(conn, restored, database, same_owner=True)
+        databases.create_database_like(conn, restored, database, same_owner=True)
         swapped = False
         try:
             settings, notes = _fill(conn, tool, record, maintenance, database, restored, report)
-            previous = backup.free_database_name(conn, database, f"_pre_restore_{stamp}")
+            previous = databases.free_database_name(conn, database, f"_pre_restore_{stamp}")
             ended = _swap(conn, database, restored, previous, report)
             swapped = True
         except (BackupError, psycopg.Error) as exc:
@@ -386,7 +297,7 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
         finally:
             if not swapped:
                 report(f"dropping {restored}")
-                backup.drop_database(conn, restored)
+                databases.drop_database(conn, restored)
     if plan.skipped:
         notes.append(f"newer backups skipped, not verified: {', '.join(plan.skipped)}")
     notes += plan.notes
@@ -403,8 +314,9 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
 
 
 def _only_in_previous(dsn: str, record: BackupRecord, previous: str) -> list[str]:
-    """What the restore set aside rather than lost: tables the backup never had (the new
-    schema's events, other event types among them), counted, so the operator is told."""
+    """What the restore set aside rather than lost: tables the backup never had (those a
+    migration created since, with the rows written to them), counted, so the operator is
+    told."""
     with connect(dsn, what=f" (the previous database, {previous})") as conn:
         tables = conn.execute(
             "SELECT schemaname, tablename FROM pg_tables "
@@ -424,19 +336,19 @@ def _only_in_previous(dsn: str, record: BackupRecord, previous: str) -> list[str
             "export what you need from there before dropping it"]
 
 
-def _fill(conn: psycopg.Connection, tool: backup.Tool, record: BackupRecord, maintenance: str,
+def _fill(conn: psycopg.Connection, tool: Tool, record: BackupRecord, maintenance: str,
           database: str, restored: str, report: Progress) -> tuple[int, list[str]]:
     """pg_restore into `restored`, prove it equals the backup, copy the database's own
     properties; raises BackupError when anything differs."""
     report(f"pg_restore {tool.version} of {record.dump_file} into {restored}")
     # Owners are kept: the application's roles rely on them (and on the grants), and the
     # restored database must be the backed-up one, not a copy owned by whoever restored it.
-    backup.run_pg_restore(tool, record.dump_path, maintenance, restored, keep_owners=True)
+    run_pg_restore(tool, record.dump_path, maintenance, restored, keep_owners=True)
     report(f"counting and checksumming the tables of {restored}")
     with connect(dsn_mod.with_dbname(maintenance, restored), pinned=True) as check:
-        found = backup.table_sums(check)
-    problems = backup.compare_tables(record.tables, found)
+        found = table_sums(check)
+    problems = compare_tables(record.tables, found)
     if problems:
         raise BackupError(f"the restore of {record.dump_file} does not match its metadata, so "
                           f"{database} was left untouched: {'; '.join(problems)}")
-    return _copy_database_properties(conn, database, restored)
+    return copy_database_properties(conn, database, restored)

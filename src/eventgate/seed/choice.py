@@ -3,7 +3,9 @@ failure found with it can be replayed."""
 
 from __future__ import annotations
 
+import os
 import secrets
+from collections.abc import Mapping
 
 from eventgate.errors import ConfigError
 
@@ -29,3 +31,11 @@ def random_seed() -> int:
 
 def replay_hint(seed: int) -> str:
     return f"replay with --seed {seed} / {SEED_ENV}={seed}"
+
+
+def choose_seed(given: int | None, environ: Mapping[str, str] = os.environ) -> int:
+    """A verb's seed: the one given (--seed), else EVENTGATE_SEED, else a fresh random one."""
+    if given is not None:
+        return int(given)
+    raw = environ.get(SEED_ENV)
+    return parse_seed(raw, SEED_ENV) if raw else random_seed()

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import cast
 
 from eventgate.errors import ConfigError
 
@@ -120,9 +121,20 @@ class SeedPlan:
 
 @dataclass(frozen=True)
 class WeddingStub:
+    """What a wedding's guests and sections draw on: its id, creation and date."""
+
     id: int
     created_at: datetime
     wedding_date: date | None
+
+
+_STUB_FIELDS = tuple(WEDDING_COLUMNS.index(f) for f in ("id", "created_at", "wedding_date"))
+
+
+def stub(wedding: Row) -> WeddingStub:
+    """The stub of a row weddings() made."""
+    wid, created, day = (wedding[i] for i in _STUB_FIELDS)
+    return WeddingStub(cast(int, wid), cast(datetime, created), cast("date | None", day))
 
 
 # random() is one C call; randrange() and choice() cost several Python frames each, which at

@@ -1,48 +1,30 @@
-"""`eventgate backup` and `eventgate restore`: the CLI glue around eventgate.safety.
-
-cli.py adds the common options (--dsn, --bundle, --traceback) with its `verb()` helper and
-prints a raised EventgateError as `FAILED: ...`; `configure_backup` / `configure_restore` add
-the rest, or `add_commands(verb)` does both verbs at once.
-"""
+"""`eventgate backup` and `eventgate restore`: the command line around eventgate.safety's
+verified pg_dump backups and the restore that swaps one in."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 from rich.markup import escape
 
 from eventgate import dsn as dsn_mod
+from eventgate.cli.common import DEFAULT_BACKUP_DIR, given_backup_dir, require_dsn
 from eventgate.cli.console import console
-from eventgate.errors import ConfigError
-from eventgate.safety.backup import Progress, prune, take_backup
+from eventgate.safety.backup import take_backup
 from eventgate.safety.catalog import BackupRecord
+from eventgate.safety.progress import Progress
 from eventgate.safety.restore import plan_restore, restore_latest
+from eventgate.safety.retention import prune
+from eventgate.units import human_bytes
 
-Handler = Callable[[argparse.Namespace], int]
-DEFAULT_BACKUP_DIR = "backups"
 NOT_CONFIRMED = 2  # exit code of a restore shown but not carried out (no --yes)
-
-
-def _dsn(args: argparse.Namespace) -> str:
-    value: str | None = args.dsn or os.environ.get("EVENTGATE_DSN")
-    if not value:
-        raise ConfigError("no database given: pass --dsn 'postgresql://user@host:5432/dbname' "
-                          "or set EVENTGATE_DSN")
-    dsn_mod.parse(value)
-    return value
-
-
-def _backup_dir(args: argparse.Namespace) -> Path:
-    return Path(args.backup_dir or os.environ.get("EVENTGATE_BACKUP_DIR") or DEFAULT_BACKUP_DIR)
 
 
 @contextmanager
@@ -50,15 +32,6 @@ def _status(text: str) -> Iterator[Progress]:
     """A rich spinner whose text follows the work; silent when output is not a terminal."""
     with console.status(escape(text)) as status:
         yield lambda line: status.update(escape(line))
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
 
 
 def _migration(record: BackupRecord) -> str:
@@ -82,8 +55,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     are taken in the dump's own snapshot; --verify restores the dump into a scratch database
     and compares every table, --retention-days N then prunes this database's backups older
     than N days but never the newest verified one. Exits 1 on FAILED or NOT VERIFIED."""
-    dsn = _dsn(args)
-    directory = _backup_dir(args)
+    dsn = require_dsn(args)
+    directory = given_backup_dir(args)
     quiet = args.json
     if not quiet:
         console.print(f"backing up {dsn_mod.describe(dsn)} into {directory}/")
@@ -99,7 +72,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
         console.print(f"[green]backed up[/] {escape(_summary(record))}\n  {record.dump_path} "
-                      f"({_size(record.size_bytes)}, sha256 {record.sha256[:12]}…) in "
+                      f"({human_bytes(record.size_bytes)}, sha256 {record.sha256[:12]}…) in "
                       f"{took:.2f} s")
         if verification is None:
             console.print("[yellow]not verified[/]: restore --latest uses verified backups "
@@ -131,8 +104,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     other sessions are ended and the names swapped, and the current database is kept under
     another name until you drop it. Needs --latest, and --yes to act (without it: prints the
     plan, changes nothing, exits 2)."""
-    dsn = _dsn(args)
-    directory = _backup_dir(args)
+    dsn = require_dsn(args)
+    directory = given_backup_dir(args)
     plan = plan_restore(dsn, directory)
     record = plan.record
     verified_at = _when(record.verification.at) if record.verification else "?"
@@ -202,13 +175,3 @@ def configure_restore(p: argparse.ArgumentParser) -> None:
                    "supported yet)")
     p.add_argument("--yes", action="store_true", help="really restore: ends every other "
                    "session on the database (without it: show the plan, change nothing, exit 2)")
-
-
-def add_commands(verb: Callable[[str, Handler], argparse.ArgumentParser]) -> None:
-    """Both verbs, for cli.py: add_commands(verb)."""
-    configure_backup(verb("backup", cmd_backup))
-    configure_restore(verb("restore", cmd_restore))
-
-
-__all__ = ["add_commands", "cmd_backup", "cmd_restore", "configure_backup",
-           "configure_restore"]

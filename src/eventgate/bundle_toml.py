@@ -1,0 +1,305 @@
+"""What a bundle's TOML files say, read and checked: mapping.toml (where every legacy column
+lives after the migration, and the stated policy), expectations.toml (the schema, indexes,
+integrity rules, query budgets and change record the gates hold the migration to) and
+rollback.toml (what a rollback must export first). Each a frozen dataclass; a malformed file is
+a BundleError naming the entry."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eventgate.errors import BundleError
+
+MAPPING_KINDS = ("column", "jsonb", "derived", "dropped")
+
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    legacy_column: str
+    kind: str  # one of MAPPING_KINDS
+    target: str  # column name, "column.key" for jsonb, or the reason when dropped
+    sql: str | None = None
+    inverse: str | None = None
+    also: str | None = None
+    note: str | None = None
+
+    @property
+    def jsonb_column(self) -> str:
+        return self.target.split(".", 1)[0]
+
+    @property
+    def jsonb_key(self) -> str:
+        return self.target.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    legacy_table: str
+    target: str
+    columns: dict[str, ColumnMapping]
+    filter: str | None = None
+    backup: str | None = None
+    view: str | None = None
+    key: str = "id"
+    note: str | None = None
+    new_columns: dict[str, str] = field(default_factory=dict)
+    # jsonb keys the new engine may add beyond the mapped ones, per jsonb column
+    extra_jsonb_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def declared_jsonb_keys(self) -> dict[str, set[str]]:
+        declared: dict[str, set[str]] = {}
+        for column in self.columns.values():
+            if column.kind == "jsonb":
+                declared.setdefault(column.jsonb_column, set()).add(column.jsonb_key)
+        for jsonb_column, keys in self.extra_jsonb_keys.items():
+            declared.setdefault(jsonb_column, set()).update(keys)
+        return declared
+
+    @property
+    def legacy_source(self) -> str:
+        """Where the legacy rows are read after migration: the backup, or the kept table."""
+        return self.backup or self.legacy_table
+
+
+@dataclass(frozen=True)
+class IndexExpectation:
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    why: str = ""
+    method: str = "btree"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Every `child.column` value names an existing `parent.parent_column` row."""
+
+    child: str
+    column: str
+    parent: str
+    parent_column: str = "id"
+
+
+@dataclass(frozen=True)
+class SameValue:
+    """A child row and the parent it points at (child.via = parent.id) agree on `column`."""
+
+    child: str
+    via: str
+    parent: str
+    column: str
+
+
+@dataclass(frozen=True)
+class UniqueValues:
+    table: str
+    columns: tuple[str, ...]
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryBudget:
+    """A named hot query with its latency budget and plan expectations."""
+
+    name: str
+    sql: str
+    params: dict[str, str] = field(default_factory=dict)
+    budget_ms: float = 50.0
+    statistic: str = "p95"
+    uses_index: tuple[str, ...] = ()
+    no_seq_scan: tuple[str, ...] = ()
+    why: str = ""
+    # "server": the execution time PostgreSQL reports (EXPLAIN ANALYZE), what the deployment
+    # guide's performance validation measures; "client": the round trip as the application
+    # sees it, send to last row fetched, which also counts the network and the answer's size.
+    judged_on: str = "server"
+    params_choice: str = ""  # how the parameters are chosen, in words, for the report
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """expectations.toml [change_log]: a table the bundle's migration installs, in which its
+    triggers record every row written to the migrated-to tables after the migration (columns
+    relation, row_key, origin 'legacy' or 'engine', op, changed_at). The gates only read it."""
+
+    table: str  # "schema.name" or "name" (then in public)
+    note: str = ""
+
+    @property
+    def schema(self) -> str:
+        return self.table.split(".", 1)[0] if "." in self.table else "public"
+
+    @property
+    def name(self) -> str:
+        return self.table.split(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Expectations:
+    tables: tuple[str, ...]
+    views: tuple[str, ...]
+    indexes: tuple[IndexExpectation, ...]
+    references: tuple[Reference, ...] = ()
+    same_values: tuple[SameValue, ...] = ()
+    unique: tuple[UniqueValues, ...] = ()
+    budgets: tuple[QueryBudget, ...] = ()
+    # None: no change record, so every difference from the *_backup tables is the migration's
+    change_log: ChangeLog | None = None
+
+
+@dataclass(frozen=True)
+class RollbackExports:
+    """rollback.toml: what the rollback of one migration would delete that the legacy schema
+    cannot hold, to be written out before its script runs."""
+
+    version: int
+    lock: tuple[str, ...]  # locked (SHARE) first, so nothing is added between export and drop
+    queries: dict[str, str]  # file stem -> SELECT
+
+
+
+def _column_mapping(table: str, column: str, spec: dict[str, Any]) -> ColumnMapping:
+    kinds = [k for k in MAPPING_KINDS if k in spec]
+    if len(kinds) != 1:
+        raise BundleError(
+            f"mapping.toml: {table}.{column} must have exactly one of "
+            f"{', '.join(MAPPING_KINDS)}; it has {kinds or 'none'}"
+        )
+    kind = kinds[0]
+    if kind == "jsonb" and "." not in spec["jsonb"]:
+        raise BundleError(f"mapping.toml: {table}.{column} jsonb must read 'column.key'")
+    if kind == "derived" and not (spec.get("sql") and spec.get("inverse")):
+        raise BundleError(f"mapping.toml: derived {table}.{column} needs both sql and inverse")
+    return ColumnMapping(column, kind, spec[kind], spec.get("sql"), spec.get("inverse"),
+                         spec.get("also"), spec.get("note"))
+
+
+def read_mapping(path: Path) -> tuple[dict[str, TableMapping], dict[str, str]]:
+    """mapping.toml: the legacy tables by name, and the [policy] rules it states."""
+    data = read_toml(path)
+    tables: dict[str, TableMapping] = {}
+    for legacy, spec in data.get("tables", {}).items():
+        if "target" not in spec or "columns" not in spec:
+            raise BundleError(f"mapping.toml: [tables.{legacy}] needs target and columns")
+        columns = {c: _column_mapping(legacy, c, s) for c, s in spec["columns"].items()}
+        tables[legacy] = TableMapping(
+            legacy, spec["target"], columns, spec.get("filter"), spec.get("backup"),
+            spec.get("view"), spec.get("key", "id"), spec.get("note"),
+            dict(spec.get("new_columns", {})),
+            {k: tuple(v) for k, v in spec.get("extra_jsonb_keys", {}).items()},
+        )
+    if not tables:
+        raise BundleError(f"{path} maps no tables")
+    return tables, {k: str(v) for k, v in data.get("policy", {}).items()}
+
+
+def read_expectations(path: Path) -> Expectations:
+    """expectations.toml."""
+    data = read_toml(path)
+    schema = data.get("schema", {})
+    indexes = []
+    for spec in data.get("indexes", []):
+        try:
+            indexes.append(IndexExpectation(spec["name"], spec["table"], tuple(spec["columns"]),
+                                            bool(spec.get("unique", False)), spec.get("why", ""),
+                                            spec.get("method", "btree")))
+        except KeyError as exc:
+            raise BundleError(f"expectations.toml: an [[indexes]] entry lacks {exc}") from exc
+    try:
+        references = tuple(Reference(**r) for r in data.get("references", []))
+        same_values = tuple(SameValue(**r) for r in data.get("same_values", []))
+        unique = tuple(UniqueValues(r["table"], tuple(r["columns"]), r.get("where"))
+                       for r in data.get("unique", []))
+    except (TypeError, KeyError) as exc:
+        raise BundleError(f"expectations.toml: a [[references]], [[same_values]] or [[unique]] "
+                          f"entry is malformed ({exc})") from exc
+    return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
+                        tuple(indexes), references, same_values, unique,
+                        tuple(_budget(spec) for spec in data.get("budgets", [])),
+                        _change_log(data.get("change_log")))
+
+
+CHANGE_LOG_NAME = re.compile(r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$")
+
+
+def _change_log(spec: object) -> ChangeLog | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - {"table", "note"} or not isinstance(
+            spec.get("table"), str) or not isinstance(spec.get("note", ""), str):
+        raise BundleError("expectations.toml: [change_log] takes table = \"schema.name\" and "
+                          "an optional note, both strings")
+    if not CHANGE_LOG_NAME.match(spec["table"]):
+        raise BundleError(f"expectations.toml: [change_log] table {spec['table']!r} must read "
+                          "'name' or 'schema.name' (lower case, unquoted identifiers)")
+    return ChangeLog(spec["table"], " ".join(spec.get("note", "").split()))
+
+
+BUDGET_KEYS = {"name", "sql", "params", "budget_ms", "statistic", "uses_index", "no_seq_scan",
+               "why", "judged_on", "params_choice"}
+JUDGED_ON = ("server", "client")
+
+
+def _budget(spec: dict[str, Any]) -> QueryBudget:
+    name = spec.get("name", "<unnamed>")
+    unknown = set(spec) - BUDGET_KEYS
+    if unknown or "sql" not in spec or "name" not in spec:
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r} needs name and sql and "
+                          f"takes only {', '.join(sorted(BUDGET_KEYS))}"
+                          + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+    if spec.get("statistic", "p95") not in ("p50", "p95", "p99"):
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: statistic must be p50, "
+                          f"p95 or p99, not {spec['statistic']!r}")
+    if spec.get("judged_on", "server") not in JUDGED_ON:
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: judged_on must be "
+                          f"'server' (execution time in PostgreSQL) or 'client' (the round "
+                          f"trip), not {spec['judged_on']!r}")
+    budget_ms = spec.get("budget_ms", 50)
+    if not isinstance(budget_ms, int | float) or not 0 < budget_ms < float("inf"):
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: budget_ms must be a "
+                          f"positive number of milliseconds, not {budget_ms!r}")
+    placeholders = set(re.findall(r"%\((\w+)\)s", spec["sql"]))
+    params = dict(spec.get("params", {}))
+    if placeholders - params.keys():
+        raise BundleError(f"expectations.toml: [[budgets]] {name!r} uses "
+                          f"{', '.join(sorted(placeholders - params.keys()))} in its sql but "
+                          "gives no params for it")
+    return QueryBudget(name, spec["sql"], params, float(spec.get("budget_ms", 50)),
+                       spec.get("statistic", "p95"), tuple(spec.get("uses_index", ())),
+                       tuple(spec.get("no_seq_scan", ())), spec.get("why", ""),
+                       spec.get("judged_on", "server"), spec.get("params_choice", ""))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise BundleError(f"the bundle has no {path.name} (looked at {path})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BundleError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def read_rollback_exports(path: Path, versions: set[int]) -> dict[int, RollbackExports]:
+    if not path.is_file():
+        return {}
+    plans = {}
+    for key, spec in read_toml(path).get("rollback", {}).items():
+        try:
+            version = int(key)
+        except ValueError:
+            raise BundleError(f"{path}: [rollback.{key}] is not a migration number") from None
+        if version not in versions:
+            raise BundleError(f"{path}: [rollback.{key}] names no migration of the bundle")
+        queries = spec.get("exports", {})
+        if not queries or not all(isinstance(q, str) for q in queries.values()):
+            raise BundleError(f"{path}: [rollback.{key}.exports] needs name = \"SELECT ...\" "
+                              "lines")
+        plans[version] = RollbackExports(version, tuple(spec.get("lock", ())), dict(queries))
+    return plans

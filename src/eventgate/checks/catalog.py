@@ -1,0 +1,49 @@
+"""What the catalog says of one relation, as the checks read it: its kind and its columns, in
+order, as it declares them. One reading for every check, so that the views' shape, the
+mapping's totality and the writes through the views all see the same columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+KIND_NAMES = {"r": "a table", "v": "a view", "m": "a materialized view", "p": "a partitioned table"}
+
+COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
+       NOT a.attnotnull,
+       CASE WHEN a.atttypid = 'varchar'::regtype AND a.atttypmod > 0 THEN a.atttypmod - 4 END
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+"""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type, with typmod: character varying(200)
+    base_type: str  # without: character varying
+    nullable: bool  # a view's columns always are: PostgreSQL records no NOT NULL on them
+    max_length: int | None  # of a varchar(n)
+
+
+def relkind(conn: psycopg.Connection, name: str, schema: str = "public") -> str | None:
+    """pg_class.relkind of schema.name ('r', 'v', ...), None when there is no such relation."""
+    row = conn.execute(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
+    return str(row[0]) if row else None
+
+
+def kind_name(kind: str | None) -> str:
+    """How a result names a relkind: "a view", "nothing" for no relation."""
+    return KIND_NAMES.get(kind or "", "nothing") if kind else "nothing"
+
+
+def columns(conn: psycopg.Connection, relation: str, schema: str = "public") -> list[Column]:
+    """The columns of a table or view, in order; [] when there is no such relation."""
+    rows = conn.execute(COLUMNS, (schema, relation)).fetchall()
+    return [Column(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]

@@ -1,0 +1,64 @@
+"""What every verb reads from its command line the same way: the target database (--dsn or
+EVENTGATE_DSN), the bundle (--bundle or EVENTGATE_BUNDLE), and the session on that database."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from rich.markup import escape
+
+from eventgate import dsn as dsn_mod
+from eventgate.bundle import Bundle, load_bundle
+from eventgate.cli.console import console
+from eventgate.errors import ConfigError
+from eventgate.pg.connect import connect
+
+# A verb's command function: the parsed arguments in, the exit code out.
+Handler = Callable[[argparse.Namespace], int]
+# What a verb module adds to its verb's parser, after main's common options.
+Configure = Callable[[argparse.ArgumentParser], None]
+
+APPLICATION_NAME = "eventgate migrate"  # what pg_stat_activity shows for the CLI's sessions
+DEFAULT_BACKUP_DIR = "backups"
+
+
+def given_dsn(args: argparse.Namespace) -> str | None:
+    """--dsn or EVENTGATE_DSN, checked to parse; None when neither is given."""
+    value: str | None = args.dsn or os.environ.get("EVENTGATE_DSN")
+    if value:
+        dsn_mod.parse(value)
+    return value or None
+
+
+def require_dsn(args: argparse.Namespace) -> str:
+    """The target database of a verb that needs one, or a ConfigError saying how to give it."""
+    value = given_dsn(args)
+    if not value:
+        raise ConfigError("no database given: pass --dsn 'postgresql://user@host:5432/dbname' "
+                          "or set EVENTGATE_DSN (eventgate cluster starts a rehearsal database "
+                          "and prints its DSN)")
+    return value
+
+
+def given_bundle(args: argparse.Namespace) -> Bundle:
+    """--bundle, EVENTGATE_BUNDLE, or the reference bundle."""
+    return load_bundle(args.bundle or os.environ.get("EVENTGATE_BUNDLE"))
+
+
+def given_backup_dir(args: argparse.Namespace) -> Path:
+    """--backup-dir, EVENTGATE_BACKUP_DIR, or backups: where backup writes, restore reads and
+    preflight looks for a recent verified backup."""
+    return Path(args.backup_dir or os.environ.get("EVENTGATE_BACKUP_DIR") or DEFAULT_BACKUP_DIR)
+
+
+def connect_target(dsn: str) -> psycopg.Connection:
+    """An autocommit session; "could not connect to <target>: ..." when out of reach."""
+    return connect(dsn, application_name=APPLICATION_NAME)
+
+
+def warn(text: str) -> None:
+    console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)

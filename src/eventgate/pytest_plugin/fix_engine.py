@@ -1,0 +1,116 @@
+"""The engine's fixtures: the engine under test (the reference engine started against a private
+migrated copy, or --base-url), an HTTP client whose exchanges go into the Allure results, a
+read-only session on the engine's database to hold the API to what it stores, the tenants the
+API gates ask as, and start_engine for a test that needs an engine of its own. They build on
+eventgate.pytest_plugin.fix_db's server and templates."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import psycopg
+import pytest
+
+from eventgate.engine import store
+from eventgate.engine.process import RunningEngine, engine_process
+from eventgate.pg.databases import Database, Databases
+from eventgate.pg.server import Server
+from eventgate.pytest_plugin.proof import not_proven
+from eventgate.pytest_plugin.settings import Settings
+from eventgate.reports.attachments import HttpExchanges
+
+
+@pytest.fixture(scope="session")
+def engine_database(eventgate_settings: Settings, pg_server: Server,
+                    request: pytest.FixtureRequest) -> Database:
+    """The database the engine serves: the --dsn database next to a --base-url engine, or a
+    private migrated copy for the engine the suite starts (its writes stay out of the gates'
+    target)."""
+    if eventgate_settings.base_url and not eventgate_settings.dsn:
+        pytest.skip("comparing the API with its database needs --dsn of the engine's database")
+    if not pg_server.owned:
+        target: Database = request.getfixturevalue("target_database")
+        return target
+    databases: Databases = request.getfixturevalue("databases")
+    template: Database = request.getfixturevalue("migrated_template")
+    return databases.create("engine", template=template.name)
+
+
+@pytest.fixture(scope="session")
+def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    """The engine under test: --base-url, or the reference engine started on a free port
+    against engine_database and stopped afterwards."""
+    if eventgate_settings.base_url:
+        yield RunningEngine(eventgate_settings.base_url.rstrip("/"),
+                            os.environ.get("EVENTGATE_ADMIN_TOKEN"))
+        return
+    db: Database = request.getfixturevalue("engine_database")
+    with engine_process(db.dsn, workdir=tmp_path_factory.mktemp("engine"),
+                        admin_token=secrets.token_urlsafe(16),
+                        app_factory=eventgate_settings.engine_factory) as running:
+        yield running
+
+
+@pytest.fixture
+def api(engine: RunningEngine) -> Iterator[httpx.Client]:
+    """An HTTP client for the engine; each request and its response (credentials masked) is
+    attached to the test's Allure result when allure-pytest collects results."""
+    with httpx.Client(base_url=engine.url, timeout=15,
+                      event_hooks=HttpExchanges().event_hooks) as client:
+        yield client
+
+
+@pytest.fixture
+def engine_conn(engine_database: Database) -> Iterator[psycopg.Connection]:
+    """A read-only session on the engine's database, to hold the API to what it stores."""
+    with engine_database.connect(read_only=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def busy_tenant(engine_conn: psycopg.Connection) -> UUID:
+    """The tenant with the most events in the engine's database."""
+    tenant = store.busiest_tenant(engine_conn)
+    if tenant is None:
+        not_proven("the engine's database holds no events; the API gates need at least one")
+    return tenant
+
+
+@pytest.fixture(params=["another-tenant", "unknown-tenant"])
+def intruder(request: pytest.FixtureRequest, engine_conn: psycopg.Connection,
+             busy_tenant: UUID) -> UUID:
+    """A tenant that does not own busy_tenant's events, to check that it never sees or
+    changes them: another tenant of the database, and one that does not exist at all (which
+    holds on any data, a single-tenant database included)."""
+    if request.param == "another-tenant":
+        other = store.another_tenant(engine_conn, busy_tenant)
+        if other is None:
+            not_proven("the engine's database holds a single tenant, so no other real tenant "
+                       "can ask for its events (the unknown-tenant case covers this database)")
+        return other
+    while True:
+        stranger = uuid4()
+        if not store.tenant_exists(engine_conn, stranger):
+            return stranger
+
+
+@pytest.fixture
+def start_engine(eventgate_settings: Settings, tmp_path: Path) -> Callable[
+        ..., contextlib.AbstractContextManager[RunningEngine]]:
+    """Start another engine (a broken plugin, a database that goes away) for one test."""
+    if eventgate_settings.base_url:
+        pytest.skip("starts engines of its own; runs without --base-url")
+
+    def start(dsn: str, **options: Any) -> contextlib.AbstractContextManager[RunningEngine]:
+        options.setdefault("app_factory", eventgate_settings.engine_factory)
+        return engine_process(dsn, workdir=tmp_path, **options)
+
+    return start
