@@ -18,6 +18,7 @@ from eventgate.bundle_toml import (
     ColumnMapping,
     Expectations,
     IndexExpectation,
+    LockBudget,
     QueryBudget,
     Reference,
     RollbackExports,
@@ -33,9 +34,23 @@ from eventgate.errors import BundleError
 # The TOML files' parts are defined in bundle_toml and named here too: a bundle is imported
 # from one place.
 __all__ = [
-    "MAPPING_KINDS", "Bundle", "ChangeLog", "ColumnMapping", "Expectations", "IndexExpectation",
-    "Migration", "QueryBudget", "Reference", "RollbackExports", "SameValue", "SqlFile",
-    "TableMapping", "UniqueValues", "default_bundle_path", "load_bundle",
+    "MAPPING_KINDS",
+    "Bundle",
+    "ChangeLog",
+    "ColumnMapping",
+    "Expectations",
+    "IndexExpectation",
+    "LockBudget",
+    "Migration",
+    "QueryBudget",
+    "Reference",
+    "RollbackExports",
+    "SameValue",
+    "SqlFile",
+    "TableMapping",
+    "UniqueValues",
+    "default_bundle_path",
+    "load_bundle",
 ]
 
 FILENAME = re.compile(r"^(?P<version>\d+)_(?P<slug>[A-Za-z0-9_]+)\.sql$")

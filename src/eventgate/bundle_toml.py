@@ -141,6 +141,15 @@ class ChangeLog:
 
 
 @dataclass(frozen=True)
+class LockBudget:
+    """expectations.toml [locks]: the longest a live writer or reader of the legacy names (and
+    the shared tables) may wait on the migration's locks, at production volume."""
+
+    max_write_wait_ms: float = 1000.0
+    max_read_wait_ms: float = 1000.0
+
+
+@dataclass(frozen=True)
 class Expectations:
     tables: tuple[str, ...]
     views: tuple[str, ...]
@@ -151,6 +160,7 @@ class Expectations:
     budgets: tuple[QueryBudget, ...] = ()
     # None: no change record, so every difference from the *_backup tables is the migration's
     change_log: ChangeLog | None = None
+    locks: LockBudget = LockBudget()
 
 
 @dataclass(frozen=True)
@@ -222,7 +232,22 @@ def read_expectations(path: Path) -> Expectations:
     return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
                         tuple(indexes), references, same_values, unique,
                         tuple(_budget(spec) for spec in data.get("budgets", [])),
-                        _change_log(data.get("change_log")))
+                        _change_log(data.get("change_log")), _locks(data.get("locks", {})))
+
+
+def _locks(spec: dict[str, Any]) -> LockBudget:
+    unknown = set(spec) - {"max_write_wait_ms", "max_read_wait_ms"}
+    if unknown:
+        raise BundleError(f"expectations.toml [locks]: unknown keys {sorted(unknown)}; it takes "
+                          "max_write_wait_ms and max_read_wait_ms")
+    try:
+        budget = LockBudget(**{k: float(v) for k, v in spec.items()})
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"expectations.toml [locks]: each wait is a number of ms ({exc})"
+                          ) from exc
+    if min(budget.max_write_wait_ms, budget.max_read_wait_ms) <= 0:
+        raise BundleError("expectations.toml [locks]: a wait budget is a positive number of ms")
+    return budget
 
 
 CHANGE_LOG_NAME = re.compile(r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$")
