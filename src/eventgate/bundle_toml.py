@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,29 @@ class LockBudget:
 
 
 @dataclass(frozen=True)
+class LintWaiver:
+    """expectations.toml [[lint.waivers]]: findings of the lock-hazard lint (squawk) accepted,
+    each with the reason a reviewer reads. Without `file` it covers the rule in every file;
+    without `statement` every statement of the file. A waiver that covers no finding is stale,
+    and fails the gate."""
+
+    rule: str
+    reason: str
+    # relative to the bundle, e.g. "migrations/008_x.sql", or a glob ("rollback/00[6-9]_*.sql")
+    file: str | None = None
+    statement: str | None = None  # a substring of the statement, compared with blanks collapsed
+
+    def covers(self, rule: str, file: str, statement: str) -> bool:
+        return (rule == self.rule and (self.file is None or fnmatchcase(file, self.file))
+                and (self.statement is None
+                     or " ".join(self.statement.split()) in " ".join(statement.split())))
+
+    def describe(self) -> str:
+        where = f" in {self.file}" if self.file else " in every file"
+        return f"{self.rule}{where}" + (f" at {self.statement!r}" if self.statement else "")
+
+
+@dataclass(frozen=True)
 class Expectations:
     tables: tuple[str, ...]
     views: tuple[str, ...]
@@ -161,6 +185,8 @@ class Expectations:
     # None: no change record, so every difference from the *_backup tables is the migration's
     change_log: ChangeLog | None = None
     locks: LockBudget = LockBudget()
+    lint_waivers: tuple[LintWaiver, ...] = ()
+    lint_pg_version: str | None = None  # [lint] pg_version: the server squawk lints for
 
 
 @dataclass(frozen=True)
@@ -232,7 +258,38 @@ def read_expectations(path: Path) -> Expectations:
     return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
                         tuple(indexes), references, same_values, unique,
                         tuple(_budget(spec) for spec in data.get("budgets", [])),
-                        _change_log(data.get("change_log")), _locks(data.get("locks", {})))
+                        _change_log(data.get("change_log")), _locks(data.get("locks", {})),
+                        *_lint(data.get("lint", {})))
+
+
+LINT_KEYS = {"pg_version", "waivers"}
+WAIVER_KEYS = {"rule", "file", "statement", "reason"}
+
+
+def _lint(spec: dict[str, Any]) -> tuple[tuple[LintWaiver, ...], str | None]:
+    """[lint]: the PostgreSQL version to lint for and the waivers, each with its reason (a
+    waiver without one is refused here: an unexplained waiver hides a hazard)."""
+    if set(spec) - LINT_KEYS:
+        raise BundleError(f"expectations.toml [lint]: unknown keys {sorted(set(spec) - LINT_KEYS)}"
+                          "; it takes pg_version and [[lint.waivers]]")
+    waivers = []
+    for n, entry in enumerate(spec.get("waivers", []), 1):
+        name = f"expectations.toml [[lint.waivers]] #{n} ({entry.get('rule', 'no rule')})"
+        if set(entry) - WAIVER_KEYS or not all(isinstance(v, str) for v in entry.values()):
+            raise BundleError(f"{name}: takes only {', '.join(sorted(WAIVER_KEYS))}, as strings")
+        if not entry.get("rule"):
+            raise BundleError(f"{name}: names no rule (a squawk rule, e.g. "
+                              "require-concurrent-index-creation)")
+        if not entry.get("reason", "").strip():
+            raise BundleError(f"{name}: gives no reason; a waiver says why the finding is no "
+                              "hazard here, or that it is a known one and where it is tracked")
+        waivers.append(LintWaiver(entry["rule"], " ".join(entry["reason"].split()),
+                                  entry.get("file"), entry.get("statement")))
+    version = spec.get("pg_version")
+    if version is not None and not re.fullmatch(r"\d+(\.\d+)?", str(version)):
+        raise BundleError(f"expectations.toml [lint] pg_version {version!r} must read like "
+                          "\"16\" or \"16.4\"")
+    return tuple(waivers), None if version is None else str(version)
 
 
 def _locks(spec: dict[str, Any]) -> LockBudget:

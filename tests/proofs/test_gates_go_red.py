@@ -1,13 +1,17 @@
 """Every gate can fail: each test breaks the gate's subject in a private copy of the migrated
 database and asserts the gate goes red with a message naming what broke."""
 
+from pathlib import Path
+
 import pytest
 
-from eventgate.bundle import Bundle
+from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.counts import row_count_parity
 from eventgate.checks.indexes import required_index
+from eventgate.checks.lock_lint import lint_bundle
 from eventgate.checks.schema import mapping_covers_legacy, required_relations
 from eventgate.checks.views import view_matches_legacy
+from eventgate.errors import BundleError
 from eventgate.pg.databases import Database
 
 pytestmark = pytest.mark.destructive
@@ -166,3 +170,42 @@ def test_the_statistics_gate_names_a_table_the_planner_knows_nothing_about(
     assert result.outcome == "failed"
     assert "event_participants has no planner statistics" in result.summary
     assert untouched.passed
+
+
+def _with_waivers(bundle_copy: Path, waivers: str) -> None:
+    expectations = bundle_copy / "expectations.toml"
+    expectations.write_text(expectations.read_text(encoding="utf-8") + waivers,
+                            encoding="utf-8")
+
+
+def test_lock_lint_names_a_blocking_index_on_a_legacy_table(bundle_copy: Path) -> None:
+    migration = bundle_copy / "migrations" / "008_enhanced_indexing.sql"
+    sql = migration.read_text(encoding="utf-8")
+    migration.write_text(sql + "CREATE INDEX wedding_invitations_status_idx "
+                         "ON wedding_invitations (rsvp_status);\n", encoding="utf-8")
+    line = sql.count("\n") + 1
+    result = lint_bundle(load_bundle(bundle_copy))
+    assert not result.passed
+    assert "1 squawk findings not waived" in result.summary
+    assert (f"not waived: migrations/008_enhanced_indexing.sql:{line}:1 "
+            "require-concurrent-index-creation: ") in result.explain()
+    assert "squawk " in (result.sql or "") and "--assume-in-transaction" in (result.sql or "")
+
+
+def test_lock_lint_fails_on_a_stale_waiver(bundle_copy: Path) -> None:
+    _with_waivers(bundle_copy, '\n[[lint.waivers]]\nrule = "ban-drop-column"\n'
+                  'file = "migrations/008_enhanced_indexing.sql"\n'
+                  'reason = "008 drops no column: this waiver covers nothing"\n')
+    result = lint_bundle(load_bundle(bundle_copy))
+    assert not result.passed
+    assert "1 stale waivers" in result.summary
+    assert ("stale waiver: ban-drop-column in migrations/008_enhanced_indexing.sql covers no "
+            "finding of squawk") in result.explain()
+
+
+def test_lock_lint_refuses_a_waiver_without_a_reason(bundle_copy: Path) -> None:
+    _with_waivers(bundle_copy, '\n[[lint.waivers]]\nrule = "ban-drop-column"\n'
+                  'file = "migrations/008_enhanced_indexing.sql"\n')
+    with pytest.raises(BundleError, match=r"\[\[lint.waivers\]\] #\d+ \(ban-drop-column\): "
+                       "gives no reason"):
+        load_bundle(bundle_copy)

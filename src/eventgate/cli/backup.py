@@ -8,30 +8,20 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from rich.markup import escape
 
 from eventgate import dsn as dsn_mod
 from eventgate.cli.common import DEFAULT_BACKUP_DIR, given_backup_dir, require_dsn
-from eventgate.cli.console import console
+from eventgate.cli.console import console, spinner
 from eventgate.safety.backup import take_backup
 from eventgate.safety.catalog import BackupRecord
-from eventgate.safety.progress import Progress
 from eventgate.safety.restore import plan_restore, restore_latest
 from eventgate.safety.retention import prune
 from eventgate.units import human_bytes
 
 NOT_CONFIRMED = 2  # exit code of a restore shown but not carried out (no --yes)
-
-
-@contextmanager
-def _status(text: str) -> Iterator[Progress]:
-    """A rich spinner whose text follows the work; silent when output is not a terminal."""
-    with console.status(escape(text)) as status:
-        yield lambda line: status.update(escape(line))
 
 
 def _migration(record: BackupRecord) -> str:
@@ -61,7 +51,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if not quiet:
         console.print(f"backing up {dsn_mod.describe(dsn)} into {directory}/")
     started = time.monotonic()
-    with _status("pg_dump") as progress:
+    with spinner("pg_dump") as progress:
         record = take_backup(dsn, directory, verify=args.verify, progress=progress,
                              bindir=args.pg_bindir)
     took = time.monotonic() - started
@@ -122,7 +112,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not args.yes:
         console.print("nothing changed: add --yes to restore")
         return NOT_CONFIRMED
-    with _status("restoring") as progress:
+    with spinner("restoring") as progress:
         report = restore_latest(dsn, directory, progress=progress, bindir=args.pg_bindir)
     console.print(
         f"[green]restored[/] {report.database} from {record.dump_file} (taken "

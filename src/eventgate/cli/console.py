@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,3 +75,11 @@ def status_table(rows: list[StatusRow]) -> Table:
                       f"{entry.duration_ms:.1f}" if entry else "",
                       entry.applied_by if entry else "")
     return table
+
+
+@contextmanager
+def spinner(text: str) -> Iterator[Callable[[str], None]]:
+    """A rich spinner whose text follows the work (a line per step of a long backup, restore
+    or rehearsal); silent when output is not a terminal."""
+    with console.status(escape(text)) as status:
+        yield lambda line: status.update(escape(line))

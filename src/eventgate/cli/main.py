@@ -28,6 +28,7 @@ from eventgate.cli.migrate import (
     configure_rollback,
 )
 from eventgate.cli.preflight import cmd_preflight, configure_preflight
+from eventgate.cli.rehearse import cmd_rehearse, configure_rehearse
 from eventgate.cli.report import cmd_report, configure_report
 from eventgate.cli.seed import cmd_seed, configure_seed
 from eventgate.cli.selftest import cmd_selftest, configure_selftest
@@ -51,6 +52,7 @@ VERBS = (
     Verb("preflight", cmd_preflight, configure_preflight),
     Verb("backup", cmd_backup, configure_backup),
     Verb("restore", cmd_restore, configure_restore),
+    Verb("rehearse", cmd_rehearse, configure_rehearse),
     Verb("status", cmd_status, None),
     Verb("seed", cmd_seed, configure_seed),
     Verb("cluster", cmd_cluster, configure_cluster),

@@ -19,7 +19,7 @@ from eventgate.cli.common import connect_target, given_bundle, require_dsn, warn
 from eventgate.cli.console import RichProgress, console, status_table, steps_table
 from eventgate.errors import ConfigError
 from eventgate.migrate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
-from eventgate.migrate.runner import ProgressSink, Runner
+from eventgate.migrate.runner import DryRunOverBudget, ProgressSink, Runner
 
 
 def _runner_options(p: argparse.ArgumentParser) -> None:
@@ -112,20 +112,34 @@ def _validate(conn: psycopg.Connection, runner: Runner) -> int:
     return 0
 
 
+def _dry_run(args: argparse.Namespace, runner: Runner, up_to: int | None) -> int:
+    """The dry run's table; exit 1 when it stopped at the lock budget (it proved nothing past
+    the statement it stopped at)."""
+    try:
+        reports = runner.dry_run(to=up_to)
+    except DryRunOverBudget as stopped:
+        if stopped.reports:
+            console.print(steps_table("rehearsed before the stop (rolled back)",
+                                      stopped.reports, verbose=args.verbose))
+        console.print(f"[red]STOPPED at the lock budget:[/] {escape(str(stopped))}",
+                      soft_wrap=True)
+        return 1
+    console.print(steps_table("dry run (rolled back, nothing changed)", reports,
+                              verbose=args.verbose))
+    return 0
+
+
 def _apply(args: argparse.Namespace, runner: Runner, notifier: WebhookNotifier | None,
-           target: str) -> None:
+           target: str) -> int:
     """--dry-run or --execute of the pending migrations up to --to."""
     up_to = _version(args.to)
     pending = runner.pending(up_to)
     if not pending:
         console.print("nothing to do: every migration is applied")
-        return
+        return 0
     console.print(f"{len(pending)} pending: {', '.join(m.label for m in pending)}")
     if args.dry_run:
-        reports = runner.dry_run(to=up_to)
-        console.print(steps_table("dry run (rolled back, nothing changed)", reports,
-                                  verbose=args.verbose))
-        return
+        return _dry_run(args, runner, up_to)
     if notifier is not None:
         notifier.started("migrate", target, [m.label for m in pending])
     started = time.monotonic()
@@ -138,11 +152,14 @@ def _apply(args: argparse.Namespace, runner: Runner, notifier: WebhookNotifier |
             f"migrated {target} to {reports[-1].version:03d} in "
             f"{time.monotonic() - started:.1f} s" if reports else
             f"{target}: nothing left to migrate (applied meanwhile)")
+    return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Apply the bundle's migrations: --dry-run (apply, report, roll back), --execute, or
-    --validate (ledger intact and complete, required tables, views and indexes present)."""
+    """Apply the bundle's migrations: --dry-run (apply, report, roll back, and stop with exit 1
+    before it would keep the old application's writers waiting longer than the bundle's lock
+    budget, expectations.toml [locks]), --execute, or --validate (ledger intact and complete,
+    required tables, views and indexes present)."""
     dsn = require_dsn(args)
     target = dsn_mod.describe(dsn)
     console.print(f"target: {target}")
@@ -155,10 +172,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         try:
             if args.validate:
                 return _validate(conn, runner)
-            _apply(args, runner, notifier, target)
+            return _apply(args, runner, notifier, target)
         finally:
             progress.close()
-    return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

@@ -15,17 +15,23 @@ from typing import Any
 
 import psycopg
 
-from eventgate.bundle import Bundle, Migration, SqlFile
+from eventgate.bundle import Bundle, LockBudget, Migration, SqlFile
 from eventgate.checks import snapshot
 from eventgate.errors import MigrationError
 from eventgate.migrate import exports, ledger, locking, plan
+from eventgate.migrate.lock_budget import (
+    BudgetGuard,
+    DryRunOverBudget,
+    first_wait_ms,
+    is_budget_timeout,
+)
 from eventgate.migrate.plan import StatusRow, ledger_problems
 from eventgate.migrate.progress import NullProgress, ProgressSink, StatementReport, StepReport
 from eventgate.migrate.rollback_check import NOT_TAKEN, LegacyBefore, RollbackCheck
 from eventgate.migrate.statements import split_statements, summary
 
-__all__ = ["NullProgress", "ProgressSink", "Runner", "StatementReport", "StatusRow",
-           "StepReport", "ledger_problems"]
+__all__ = ["DryRunOverBudget", "NullProgress", "ProgressSink", "Runner", "StatementReport",
+           "StatusRow", "StepReport", "ledger_problems"]
 
 
 class _DryRunRollback(Exception):
@@ -44,6 +50,7 @@ class Runner:
         progress: ProgressSink | None = None,
         export_dir: Path | None = None,
         verify_rollbacks: bool = True,
+        lock_budget: LockBudget | None = None,
     ) -> None:
         if not conn.autocommit:
             raise ValueError("the runner needs an autocommit connection; it opens its own "
@@ -56,6 +63,8 @@ class Runner:
         self.progress: ProgressSink = progress or NullProgress()
         self.export_dir = export_dir
         self.verify_rollbacks = verify_rollbacks
+        # How long the dry run may make the old application wait (expectations.toml [locks]).
+        self.lock_budget = lock_budget or bundle.expectations.locks
         self.warnings: list[str] = []
         self._export_batch: Path | None = None
         self._statements: dict[Path, list[str]] = {}
@@ -91,31 +100,19 @@ class Runner:
 
     def dry_run(self, to: int | None = None) -> list[StepReport]:
         """Run the pending migrations in one transaction and roll it back, reporting what each
-        statement did. Sequences are compared before and after, since PostgreSQL never rolls
-        them back; any that moved are listed in `self.warnings` (on a live database, other
-        sessions' traffic moves them too)."""
+        statement did, within the bundle's lock budget (eventgate.migrate.lock_budget: a dry
+        run that would keep writers waiting longer stops with DryRunOverBudget). Sequences are
+        compared before and after, since PostgreSQL never rolls them back; any that moved are
+        listed in `self.warnings` (on a live database, other sessions' traffic moves them
+        too)."""
         with self._runner_lock():
             self._refuse_on_ledger_problems()
             self._parse_first(self.pending(to))
             before = snapshot.sequence_positions(self.conn)
-
-            def attempt() -> list[StepReport]:
-                reports: list[StepReport] = []
-                try:
-                    with self.conn.transaction():
-                        ledger.ensure(self.conn)
-                        for migration in self.pending(to):
-                            report = self._run_script(migration)
-                            ledger.record(self.conn, migration, report.duration_s)
-                            self.progress.end(report)
-                            reports.append(report)
-                        raise _DryRunRollback
-                except _DryRunRollback:
-                    pass
-                return reports
-
             reports = locking.retry_on_lock_timeout(
-                self.conn, attempt, "the dry run", self.lock_retries, self.lock_timeout_ms)
+                self.conn, lambda: self._dry_run_attempt(to), "the dry run",
+                self.lock_retries, min(self.lock_timeout_ms,
+                                       int(first_wait_ms(self.lock_budget))))
             moved = sorted(k for k, v in snapshot.sequence_positions(self.conn).items()
                            if before.get(k) != v)
             if moved:
@@ -125,6 +122,32 @@ class Runner:
                     "migration calls nextval or setval (ALTER SEQUENCE ... RESTART is "
                     "transactional)")
             return reports
+
+    def _dry_run_attempt(self, to: int | None) -> list[StepReport]:
+        reports: list[StepReport] = []
+        try:
+            with self.conn.transaction():
+                guard = BudgetGuard(self.conn, self.lock_budget, self.lock_timeout_ms)
+                guard.start()
+                ledger.ensure(self.conn)
+                pending = self.pending(to)
+                for n, migration in enumerate(pending):
+                    guard.not_rehearsed = [m.label for m in pending[n + 1:]]
+                    report = self._run_script(migration, guard, reports)
+                    guard.before()
+                    try:
+                        ledger.record(self.conn, migration, report.duration_s)
+                    except psycopg.Error as exc:
+                        if guard.holding and is_budget_timeout(exc):
+                            raise guard.over_budget(migration.label, "(its ledger row)", reports,
+                                                    "the budget ran out") from exc
+                        raise
+                    self.progress.end(report)
+                    reports.append(report)
+                raise _DryRunRollback
+        except _DryRunRollback:
+            pass
+        return reports
 
     def rollback(self, to: int | None = None) -> list[StepReport]:
         """Roll back applied migrations newer than `to` (default: only the newest), newest
@@ -176,7 +199,10 @@ class Runner:
     def _set_lock_timeout(self) -> None:
         self.conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
 
-    def _run_script(self, script: SqlFile) -> StepReport:
+    def _run_script(self, script: SqlFile, guard: BudgetGuard | None = None,
+                    done: list[StepReport] | None = None) -> StepReport:
+        """Run one script's statements; with a dry run's `guard`, each within what is left of
+        the lock budget (`done`: the scripts before it, for the report when it runs out)."""
         statements = self._statements_of(script)
         report = StepReport(script.version, script.label)
         self.progress.begin(script.label, len(statements))
@@ -184,24 +210,38 @@ class Runner:
         self._set_lock_timeout()
         with self.conn.cursor() as cur:
             for statement in statements:
-                text = summary(statement)
-                self.progress.statement(text)
-                t0 = time.perf_counter()
-                try:
-                    cur.execute(statement.encode())
-                except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
-                    raise
-                except psycopg.Error as exc:
-                    raise MigrationError(
-                        f"{script.label} failed at `{text}`: {str(exc).strip()}; the "
-                        "transaction was rolled back, so the database is as it was before "
-                        f"{script.label}"
-                    ) from exc
-                rows = cur.rowcount if cur.rowcount >= 0 else None
-                report.statements.append(StatementReport(
-                    text, cur.statusmessage or "", rows, time.perf_counter() - t0))
+                report.statements.append(
+                    self._execute(cur, script, statement, guard, done or []))
         report.duration_s = time.perf_counter() - started
         return report
+
+    def _execute(self, cur: psycopg.Cursor[Any], script: SqlFile, statement: str,
+                 guard: BudgetGuard | None, done: list[StepReport]) -> StatementReport:
+        text = summary(statement)
+        self.progress.statement(text)
+        if guard is not None:
+            guard.before()
+        t0 = time.perf_counter()
+        began = time.monotonic()
+        try:
+            cur.execute(statement.encode())
+        except psycopg.Error as exc:
+            if guard is not None and guard.holding and is_budget_timeout(exc):
+                raise guard.over_budget(script.label, text, done, "the rest of the budget ran "
+                                        "out while it ran") from exc
+            if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected):
+                raise  # retried by locking.retry_on_lock_timeout
+            raise MigrationError(
+                f"{script.label} failed at `{text}`: {str(exc).strip()}; the "
+                "transaction was rolled back, so the database is as it was before "
+                f"{script.label}"
+            ) from exc
+        if guard is not None:
+            guard.after(began)
+            if guard.spent() is not None:
+                raise guard.over_budget(script.label, text, done, "it ran past the budget")
+        rows = cur.rowcount if cur.rowcount >= 0 else None
+        return StatementReport(text, cur.statusmessage or "", rows, time.perf_counter() - t0)
 
     def _transact(self, script: SqlFile, bookkeeping: Callable[[StepReport, Any], None],
                   prepare: Callable[[], Any] = lambda: None) -> StepReport:
