@@ -45,8 +45,10 @@ def _holding_bundle(bundle_copy: Path) -> Bundle:
     _with_budget(bundle_copy, BUDGET_MS)
     name = _moved_name(load_bundle(bundle_copy))
     path = next((bundle_copy / "migrations").glob("010_*.sql"))
-    path.write_text(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE;\n"
-                    f"SELECT pg_sleep({HOLD_S});\n" + path.read_text())
+    expand = "-- eventgate:phase expand\n"  # the first of 010's phases
+    path.write_text(path.read_text().replace(
+        expand, f"{expand}LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE;\n"
+                f"SELECT pg_sleep({HOLD_S});\n", 1))
     return load_bundle(bundle_copy)
 
 

@@ -14,8 +14,10 @@ exactly. A write that bypasses triggers (session_replication_role = replica, a T
 restore into the new tables) is not recorded, and so reads as a defect of the migration: that
 is on purpose, since nothing could tell the two apart.
 
-Rows of the record written by the transaction that created it are the migration's own: a record
-holding any would hide the migration's defects, so the gates fail on it (Changes.problem). A
+Rows of the record written by the transaction that created it, or by any transaction up to the
+one that recorded the final migration in the ledger (a migration run online), are the
+migration's own: a record holding any would hide the migration's defects, so the gates fail on
+it (Changes.problem). A
 change to a parent row that takes child rows out of a mapping's filter (an event that stops
 being a wedding) writes no child row, and reads as those children missing.
 
@@ -34,8 +36,12 @@ import psycopg
 from psycopg import sql
 
 from eventgate.bundle import ChangeLog
+from eventgate.migrate.ledger import SCHEMA as LEDGER_SCHEMA
+from eventgate.migrate.ledger import TABLE as LEDGER_TABLE
 
 # What the record's origin column holds, and how results name it.
+# eventgate's own ledger: its newest row was written by the final migration's last transaction.
+LEDGER = f"{LEDGER_SCHEMA}.{LEDGER_TABLE}"
 ORIGINS = {"legacy": "the old application", "engine": "the engine"}
 
 
@@ -74,17 +80,28 @@ def unchanged(log: ChangeLog | None, relation: str, key: sql.Composable) -> sql.
 
 
 def written_by_the_migration(conn: psycopg.Connection, log: ChangeLog | None) -> int:
-    """Rows of the record written by the transaction that created it: the migration recording
-    its own rows, which would hide every defect of it from the gates. 0 without a record."""
+    """Rows of the record the migration wrote itself: by the transaction that created the
+    record, or (a migration run online, in several transactions) by any transaction up to the
+    one that recorded the final migration in eventgate's ledger. Such a record would hide every
+    defect of the copy from the gates. 0 without a record."""
     if not record_exists(conn, log):
         return 0
     assert log is not None
     # The record's pg_class row keeps the xmin of the transaction that created it (ANALYZE and
-    # VACUUM update it in place); freezing keeps the raw xmin visible.
+    # VACUUM update it in place); freezing keeps the raw xmin visible. age() orders
+    # transactions: an older one has the greater age.
+    finished: sql.Composable = sql.SQL("NULL::integer")
+    ledger_row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL AND has_table_privilege(%s, 'SELECT')",
+        (LEDGER, LEDGER)).fetchone()
+    if ledger_row and ledger_row[0]:
+        finished = sql.SQL("(SELECT age(l.xmin) FROM {} l ORDER BY l.version DESC LIMIT 1)"
+                           ).format(sql.SQL(LEDGER))
     row = conn.execute(sql.SQL(
         "SELECT count(*) FROM {log} c WHERE c.xmin = (SELECT xmin FROM pg_class "
-        "WHERE oid = {name}::regclass)").format(
-        log=_qualified(log), name=sql.Literal(_qualified(log).as_string(conn)))).fetchone()
+        "WHERE oid = {name}::regclass) OR age(c.xmin) >= {finished}").format(
+        log=_qualified(log), name=sql.Literal(_qualified(log).as_string(conn)),
+        finished=finished)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -110,9 +127,10 @@ class Changes:
         if not self.by_the_migration or self.log is None:
             return None
         return (f"the change record {self.log.table} holds {self.by_the_migration} rows written "
-                "by the transaction that created it: the migration records its own rows, which "
-                "would hide its defects from the parity gates; the migration must create the "
-                "record and its triggers after copying the data")
+                "by the migration itself (by the transaction that created the record, or before "
+                "the migration's last transaction): it records its own rows, which would hide "
+                "its defects from the parity gates; the migration must create the record and its "
+                "triggers after copying the data, in its last transaction")
 
     def unchanged(self, key: sql.Composable) -> sql.Composable:
         return unchanged(self.log, self.relation, key)

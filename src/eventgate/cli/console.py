@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from eventgate.migrate.progress import BatchProgress
 from eventgate.migrate.runner import StatusRow, StepReport
 
 # Soft wrap: DSNs, paths and SQL stay on one line, copyable, whatever the terminal width.
@@ -25,6 +26,7 @@ class RichProgress:
                                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                                   transient=True)
         self._task: object = None
+        self._batch_key: tuple[str, str] | None = None
 
     def begin(self, label: str, statements: int) -> None:
         self._progress.start()
@@ -44,6 +46,18 @@ class RichProgress:
 
     def note(self, text: str) -> None:
         console.print(f"  [yellow]![/] {escape(text)}")
+
+    def batch(self, progress: BatchProgress) -> None:
+        """A backfill's bar counts rows, not statements; its description carries pace and ETA."""
+        if self._task is None:
+            return
+        key = (progress.label, progress.table)
+        if self._batch_key != key:
+            self._batch_key = key
+            self._progress.update(self._task, total=progress.total,  # type: ignore[arg-type]
+                                  completed=0)
+        self._progress.update(self._task, completed=progress.done,  # type: ignore[arg-type]
+                              description=escape(progress.line()))
 
     def close(self) -> None:
         self._progress.stop()

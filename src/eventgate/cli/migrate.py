@@ -39,7 +39,25 @@ def configure_migrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="with --dry-run: every statement, its result and rows")
     p.add_argument("--to", metavar="VERSION", help="apply migrations up to this one only")
+    p.add_argument("--batch-rows", type=_positive, metavar="N",
+                   help="an online migration's backfill: keys per batch, each batch its own "
+                   "transaction (default: what its script says, e.g. rows=5000)")
+    p.add_argument("--batch-pause", type=_not_negative, metavar="MS",
+                   help="an online migration's backfill: pause between batches, to leave the "
+                   "server to the live application (default: what its script says)")
     _runner_options(p)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"a whole number above 0, not {text!r}")
+    return int(text)
+
+
+def _not_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number of ms, 0 or more, not {text!r}")
+    return int(text)
 
 
 def configure_rollback(p: argparse.ArgumentParser) -> None:
@@ -59,7 +77,9 @@ def _runner(args: argparse.Namespace, conn: psycopg.Connection, progress: Progre
     return Runner(conn, given_bundle(args), lock_wait_s=args.lock_wait,
                   lock_timeout_ms=args.lock_timeout, lock_retries=args.lock_retries,
                   progress=progress, export_dir=Path(export_dir) if export_dir else None,
-                  verify_rollbacks=not getattr(args, "no_verify", False))
+                  verify_rollbacks=not getattr(args, "no_verify", False),
+                  batch_rows=getattr(args, "batch_rows", None),
+                  batch_pause_ms=getattr(args, "batch_pause", None))
 
 
 def _notifier() -> WebhookNotifier | None:

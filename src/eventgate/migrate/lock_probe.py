@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,8 +101,12 @@ class LockProbes:
     """A context manager: the probes run from __enter__ until __exit__, which stops them,
     cancels an attempt still waiting, joins the threads and closes the sessions."""
 
-    def __init__(self, dsn: str, bundle: Bundle, *, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, dsn: str, bundle: Bundle, *, interval_s: float = INTERVAL_S,
+                 shared: Sequence[tuple[str, str]] = ()) -> None:
         self.dsn, self.bundle, self.interval_s = dsn, bundle, interval_s
+        # Tables both applications write (e.g. those the legacy tables reference), with a key
+        # column each: probed like the legacy names.
+        self.names = [(m.legacy_table, m.key) for m in bundle.mapping.values()] + list(shared)
         self.probes: list[Probe] = []
         self._sampler_errors: list[str] = []
         self._stop = threading.Event()
@@ -116,21 +120,21 @@ class LockProbes:
         """An existing key per legacy name, read before anything runs."""
         keys: dict[str, object] = {}
         with self._session() as conn:
-            for mapping in self.bundle.mapping.values():
+            for table, key in self.names:
                 row = conn.execute(sql.SQL("SELECT {} FROM {} LIMIT 1").format(
-                    sql.Identifier(mapping.key), sql.Identifier(mapping.legacy_table))).fetchone()
-                keys[mapping.legacy_table] = None if row is None else row[0]
+                    sql.Identifier(key), sql.Identifier(table))).fetchone()
+                keys[table] = None if row is None else row[0]
         return keys
 
     def __enter__(self) -> LockProbes:
         keys = self._keys()
         statements: list[tuple[Probe, sql.Composed]] = []
-        for mapping in self.bundle.mapping.values():
-            name, key = sql.Identifier(mapping.legacy_table), sql.Identifier(mapping.key)
-            statements.append((Probe(mapping.legacy_table, "write"), sql.SQL(
+        for table, column in self.names:
+            name, key = sql.Identifier(table), sql.Identifier(column)
+            statements.append((Probe(table, "write"), sql.SQL(
                 "UPDATE {} SET {} = {} WHERE {} = {}").format(
-                    name, key, key, key, sql.Literal(keys[mapping.legacy_table]))))
-            statements.append((Probe(mapping.legacy_table, "read"),
+                    name, key, key, key, sql.Literal(keys[table]))))
+            statements.append((Probe(table, "read"),
                                sql.SQL("SELECT * FROM {} LIMIT 1").format(name)))
         # The probes, the sampler and this thread.
         self._ready = threading.Barrier(len(statements) + 2)

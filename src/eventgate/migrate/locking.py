@@ -89,6 +89,7 @@ def retry_on_lock_timeout(
     retries: int,
     lock_timeout_ms: int,
     backoff_s: float = 0.25,
+    max_pause_s: float = 60.0,
     on_retry: Callable[[int, float], None] | None = None,
 ) -> T:
     """Run attempt(); when it gives up waiting for a lock (55P03) or is chosen as a deadlock
@@ -107,7 +108,7 @@ def retry_on_lock_timeout(
                     f"{relation_lock_holders(conn)}; let them finish or end them, then run "
                     "again"
                 ) from exc
-            pause = backoff_s * (2**n)
+            pause = min(max_pause_s, backoff_s * (2**n))
             if on_retry:
                 on_retry(n + 1, pause)
             time.sleep(pause)

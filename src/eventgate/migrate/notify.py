@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError
-from eventgate.migrate.progress import ProgressSink, StepReport
+from eventgate.migrate.progress import BatchProgress, ProgressSink, StepReport
 from eventgate.migrate.webhook import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_QUEUE,
@@ -37,6 +38,7 @@ TIMEOUT_VARIABLE = "EVENTGATE_WEBHOOK_TIMEOUT"
 GRACE_VARIABLE = "EVENTGATE_WEBHOOK_GRACE"
 # Chat lines, not logs: the first line of a failure says enough, and its SQL can be long.
 _MAX_DETAIL = 300
+BATCH_POST_S = 60.0  # at most one backfill progress line a minute
 _VERSION = re.compile(r"\d+")
 
 _ICONS = {"migrate": ":arrow_forward:", "rollback": ":rewind:"}
@@ -101,6 +103,7 @@ class WebhookNotifier:
         self._action: str | None = None
         self._target: str | None = None
         self._current: str | None = None
+        self._batch_posted = 0.0
 
     @property
     def origin(self) -> str:
@@ -157,6 +160,15 @@ class WebhookNotifier:
     def note(self, text: str) -> None:
         self._hook.put(f":warning: {_first_line(text)}", essential=False)
 
+    def batch(self, progress: BatchProgress) -> None:
+        # A channel bears a line a minute, not one per batch: the first, then one a minute, and
+        # the last.
+        now = time.monotonic()
+        last = progress.done >= progress.total
+        if progress.batches == 1 or last or now - self._batch_posted >= BATCH_POST_S:
+            self._batch_posted = now
+            self._hook.put(f":hourglass_flowing_sand: {progress.line()}", essential=False)
+
     # -- the end -----------------------------------------------------------------------------
 
     def close(self, grace_s: float | None = None) -> list[str]:
@@ -195,6 +207,9 @@ class Tee:
 
     def note(self, text: str) -> None:
         self._each(lambda sink: sink.note(text))
+
+    def batch(self, progress: BatchProgress) -> None:
+        self._each(lambda sink: sink.batch(progress))
 
     def _each(self, call: Callable[[ProgressSink], None]) -> None:
         for i, sink in enumerate(self.sinks):

@@ -31,11 +31,60 @@ class StepReport:
         return sum(s.rows or 0 for s in self.statements)
 
 
+@dataclass
+class BatchProgress:
+    """A backfill as it goes: keys covered of the range read when it started, rows copied (a
+    row a trigger had carried already is covered but not copied), and the pace."""
+
+    label: str
+    table: str
+    done: int
+    total: int
+    copied: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    longest_s: float = 0.0
+
+    def add(self, keys: int, copied: int, seconds: float) -> None:
+        self.done += keys
+        self.copied += copied
+        self.batches += 1
+        self.seconds += seconds
+        self.longest_s = max(self.longest_s, seconds)
+
+    @property
+    def rate(self) -> float:
+        """Keys per second, over the batches of this run."""
+        return self.done / self.seconds if self.seconds and self.batches else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate else None
+
+    def line(self) -> str:
+        share = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
+        eta = f", ETA {_clock(self.eta_s)}" if self.eta_s is not None else ""
+        return (f"{self.label} backfill {self.table}: {self.done:,} of {self.total:,} rows"
+                f"{share}, {self.rate:,.0f} rows/s{eta}")
+
+    def statement_report(self, statement: str) -> StatementReport:
+        from eventgate.migrate.statements import summary
+
+        return StatementReport(summary(statement), f"BACKFILL {self.batches} batches, longest "
+                               f"{self.longest_s * 1000:.0f} ms", self.copied, self.seconds)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
 class ProgressSink(Protocol):
     def begin(self, label: str, statements: int) -> None: ...
     def statement(self, text: str) -> None: ...
     def end(self, report: StepReport) -> None: ...
     def note(self, text: str) -> None: ...
+    def batch(self, progress: BatchProgress) -> None: ...
 
 
 class NullProgress:
@@ -49,4 +98,7 @@ class NullProgress:
         pass
 
     def note(self, text: str) -> None:
+        pass
+
+    def batch(self, progress: BatchProgress) -> None:
         pass

@@ -11,20 +11,22 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
 from eventgate.bundle import Bundle, LockBudget, Migration, SqlFile
 from eventgate.checks import snapshot
 from eventgate.errors import MigrationError
-from eventgate.migrate import exports, ledger, locking, plan
+from eventgate.migrate import exports, ledger, locking, plan, resume
 from eventgate.migrate.lock_budget import (
     BudgetGuard,
     DryRunOverBudget,
     first_wait_ms,
     is_budget_timeout,
 )
+from eventgate.migrate.online import OnlineRun, run_in_one_transaction
+from eventgate.migrate.phases import PhasedScript, read_phases
 from eventgate.migrate.plan import StatusRow, ledger_problems
 from eventgate.migrate.progress import NullProgress, ProgressSink, StatementReport, StepReport
 from eventgate.migrate.rollback_check import NOT_TAKEN, LegacyBefore, RollbackCheck
@@ -32,6 +34,15 @@ from eventgate.migrate.statements import split_statements, summary
 
 __all__ = ["DryRunOverBudget", "NullProgress", "ProgressSink", "Runner", "StatementReport",
            "StatusRow", "StepReport", "ledger_problems"]
+
+
+class StatementObserver(Protocol):
+    """Told of every statement just before and once it ran, inside its transaction."""
+
+    def before(self, conn: psycopg.Connection) -> None: ...
+
+    def after(self, conn: psycopg.Connection, script: str, statement: str, started: float,
+              seconds: float) -> None: ...
 
 
 class _DryRunRollback(Exception):
@@ -51,6 +62,9 @@ class Runner:
         export_dir: Path | None = None,
         verify_rollbacks: bool = True,
         lock_budget: LockBudget | None = None,
+        batch_rows: int | None = None,
+        batch_pause_ms: int | None = None,
+        observer: StatementObserver | None = None,
     ) -> None:
         if not conn.autocommit:
             raise ValueError("the runner needs an autocommit connection; it opens its own "
@@ -68,6 +82,12 @@ class Runner:
         self.warnings: list[str] = []
         self._export_batch: Path | None = None
         self._statements: dict[Path, list[str]] = {}
+        self._phases: dict[Path, PhasedScript] = {}
+        # An online migration's backfill batches (None: what its script says).
+        self.batch_rows = batch_rows
+        self.batch_pause_ms = batch_pause_ms
+        # Told of every statement once it ran, inside its transaction (the lock gate's recorder).
+        self.observer = observer
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -79,12 +99,20 @@ class Runner:
         return plan.pending(self.entries(), self.bundle, to)
 
     def status(self) -> list[StatusRow]:
-        return plan.status(self.entries(), self.bundle)
+        part_way = {p.version for p in resume.read(self.conn)}
+        return [StatusRow(r.version, r.label, "part-way", r.entry)
+                if r.version in part_way and r.state == "pending" else r
+                for r in plan.status(self.entries(), self.bundle)]
+
+    def part_way(self) -> list[resume.Progress]:
+        """Online migrations a run left part-way (killed, or stopped by an error)."""
+        return resume.read(self.conn)
 
     def validate(self) -> list[str]:
         """Everything wrong with the applied migrations; an empty list means complete and
         intact. The schema expectations are the gates' business (eventgate.checks)."""
-        return plan.validate(self.entries(), self.bundle)
+        return [f"{p.describe()}: eventgate migrate --execute finishes it, --rollback undoes it"
+                for p in resume.read(self.conn)] + plan.validate(self.entries(), self.bundle)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -108,6 +136,10 @@ class Runner:
         with self._runner_lock():
             self._refuse_on_ledger_problems()
             self._parse_first(self.pending(to))
+            for part in resume.read(self.conn):
+                raise MigrationError(f"{part.describe()}; a dry run rehearses migrations from "
+                                     "their start: finish it (eventgate migrate --execute) or "
+                                     "undo it (--rollback) first; nothing was changed")
             before = snapshot.sequence_positions(self.conn)
             reports = locking.retry_on_lock_timeout(
                 self.conn, lambda: self._dry_run_attempt(to), "the dry run",
@@ -154,15 +186,27 @@ class Runner:
         first, each in its own transaction."""
         with self._runner_lock():
             self._refuse_on_ledger_problems()
+            undone = [self._undo_part_way(part) for part in resume.read(self.conn)]
             applied = self.entries()
-            if not applied:
-                return []
+            if not applied or (undone and to is None):
+                return undone
             migrations = plan.to_roll_back(applied, self.bundle, to)
             self._parse_first(m.rollback for m in migrations if m.rollback is not None)
             ledger.ensure(self.conn)
             entries = {e.version: e for e in self.entries()}
             self._export_batch = None
-            return [self._unapply(m, entries[m.version]) for m in migrations]
+            return undone + [self._unapply(m, entries[m.version]) for m in migrations]
+
+    def _undo_part_way(self, part: resume.Progress) -> StepReport:
+        """A run stopped before its last phase is undone by the script's abort phases: it is
+        not in the ledger, so the rollback script (which undoes a finished run) does not fit."""
+        migration = self.bundle.migration(part.version)
+        if migration.sha256 != part.sha256:
+            raise MigrationError(
+                f"{part.describe()}, but {migration.label} was edited since it started (sha256 "
+                f"{part.sha256[:12]}… then, {migration.sha256[:12]}… now); restore the file it "
+                "started with (its abort phases undo what that file did), then roll back again")
+        return OnlineRun(self, migration, self._phases_of(migration)).abort(part)
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -190,6 +234,13 @@ class Runner:
         stops the run before anything changed, not after the migrations before it."""
         for script in scripts:
             self._statements_of(script)
+            if isinstance(script, Migration):
+                self._phases_of(script)
+
+    def _phases_of(self, script: SqlFile) -> PhasedScript:
+        if script.path not in self._phases:
+            self._phases[script.path] = read_phases(script)
+        return self._phases[script.path]
 
     def _statements_of(self, script: SqlFile) -> list[str]:
         if script.path not in self._statements:
@@ -208,19 +259,42 @@ class Runner:
         self.progress.begin(script.label, len(statements))
         started = time.perf_counter()
         self._set_lock_timeout()
+        phased = self._phases_of(script) if isinstance(script, Migration) else None
         with self.conn.cursor() as cur:
-            for statement in statements:
-                report.statements.append(
-                    self._execute(cur, script, statement, guard, done or []))
+            if phased is not None and phased.online:
+                run_in_one_transaction(self, phased, lambda statement: report.statements
+                                       .append(self._execute(cur, script, statement, guard,
+                                                             done or [])))
+            else:
+                for statement in statements:
+                    report.statements.append(
+                        self._execute(cur, script, statement, guard, done or []))
         report.duration_s = time.perf_counter() - started
         return report
 
+    def observe_before(self) -> None:
+        if self.observer is not None:
+            self.observer.before(self.conn)
+
+    def observe(self, script: SqlFile, text: str, started: float) -> None:
+        if self.observer is not None:
+            self.observer.after(self.conn, script.label, text, started,
+                                time.perf_counter() - started)
+
+    def execute_statement(self, cur: psycopg.Cursor[Any], script: SqlFile, statement: str,
+                          undone: str) -> StatementReport:
+        """One statement of a script, reported; a failure is a MigrationError naming it and
+        saying what the rollback of its transaction `undone`."""
+        return self._execute(cur, script, statement, None, [], undone)
+
     def _execute(self, cur: psycopg.Cursor[Any], script: SqlFile, statement: str,
-                 guard: BudgetGuard | None, done: list[StepReport]) -> StatementReport:
+                 guard: BudgetGuard | None, done: list[StepReport],
+                 undone: str | None = None) -> StatementReport:
         text = summary(statement)
         self.progress.statement(text)
         if guard is not None:
             guard.before()
+        self.observe_before()
         t0 = time.perf_counter()
         began = time.monotonic()
         try:
@@ -233,9 +307,10 @@ class Runner:
                 raise  # retried by locking.retry_on_lock_timeout
             raise MigrationError(
                 f"{script.label} failed at `{text}`: {str(exc).strip()}; the "
-                "transaction was rolled back, so the database is as it was before "
-                f"{script.label}"
+                "transaction was rolled back, so "
+                + (undone or f"the database is as it was before {script.label}")
             ) from exc
+        self.observe(script, text, t0)
         if guard is not None:
             guard.after(began)
             if guard.spent() is not None:
@@ -267,6 +342,9 @@ class Runner:
         return report
 
     def _apply(self, migration: Migration) -> StepReport:
+        phased = self._phases_of(migration)
+        if phased.online:
+            return OnlineRun(self, migration, phased).apply()
         return self._transact(
             migration,
             lambda report, schema_before: ledger.record(

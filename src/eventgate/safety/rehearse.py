@@ -20,12 +20,13 @@ import psycopg
 
 from eventgate import dsn as dsn_mod
 from eventgate.bundle import Bundle, LockBudget
+from eventgate.checks.lock_waits import LockRecorder, shared_tables
 from eventgate.checks.rollback_round_trip import round_trip_to_base
 from eventgate.errors import BackupError, EventgateError
 from eventgate.gate.run import run_gate
 from eventgate.gate.suites import SUITES
 from eventgate.migrate.lock_probe import LockProbes
-from eventgate.migrate.progress import StepReport
+from eventgate.migrate.progress import BatchProgress, StepReport
 from eventgate.migrate.runner import Runner
 from eventgate.pg.connect import connect
 from eventgate.safety import catalog, databases
@@ -71,6 +72,8 @@ class Rehearsal:
     round_trip: str = "not run"  # "passed", "failed: ..."
     rollback_s: float = 0.0
     problems: list[str] = field(default_factory=list)
+    # The writer-blocking locks the migration held (checks/lock_waits.py): statement, mode, rows.
+    holds: list[dict[str, Any]] = field(default_factory=list)
     kept_dsn: str | None = None  # the scratch database's DSN, with --keep
 
     def over_budget(self) -> list[str]:
@@ -116,6 +119,9 @@ class _Windows:
 
     def note(self, text: str) -> None:
         self.report(text)
+
+    def batch(self, progress: BatchProgress) -> None:
+        self.report(f"migrating: {progress.line()}")
 
 
 def _no_backup(directory: Path, database: str, dsn: str) -> BackupError:
@@ -220,13 +226,23 @@ def _session(dsn: str) -> psycopg.Connection:
 def _migrate(dsn: str, bundle: Bundle, result: Rehearsal, report: Progress) -> None:
     """The migration with the probes running; per migration its time, rows and waits."""
     sink = _Windows(report)
-    with LockProbes(dsn, bundle) as probes, _session(dsn) as conn:
-        runner = Runner(conn, bundle, progress=sink)
+    legacy = [m.legacy_table for m in bundle.mapping.values()]
+    with _session(dsn) as conn:
+        shared = shared_tables(conn, legacy)
+    recorder = LockRecorder(legacy + [t for t, _ in shared])
+    with LockProbes(dsn, bundle, shared=shared) as probes, _session(dsn) as conn:
+        runner = Runner(conn, bundle, progress=sink, observer=recorder)
         if not runner.pending():
             raise BackupError(f"the backup {result.backup} is already fully migrated: nothing "
                               "to rehearse")
         steps = runner.execute()
     result.problems += [f"lock probe: {e}" for e in probes.errors()]
+    result.holds = [vars(h) for h in recorder.holds()]
+    result.problems += [
+        f"a lock that blocks writers was held over too many rows: {h.describe()} (budget "
+        f"{bundle.expectations.locks.max_rows_under_write_lock:,}, [locks] "
+        "max_rows_under_write_lock)" for h in recorder.holds()
+        if h.rows > bundle.expectations.locks.max_rows_under_write_lock]
     for step in steps:
         since, until = sink.windows.get(step.label, (0.0, float("inf")))
         waits = []

@@ -1,8 +1,20 @@
 -- FASE 0 · 010: move every wedding into the generic tables, keep the legacy tables as *_backup,
--- and swap the compatibility views in under the legacy names, all in one transaction.
+-- and swap the compatibility views in under the legacy names, online: the old application
+-- keeps writing through the legacy tables the whole time, and no write of it waits for the copy.
+--
+-- The runner runs this script in phases (the `-- eventgate:` lines; docs/online-migrations.md),
+-- each in a transaction of its own, and keeps its place in the ledger schema, so that a run cut
+-- short (kill -9, a failed batch) resumes where it stopped or is undone (the abort phases at the
+-- end). A dry run goes through every phase in one transaction and rolls it back.
+--   expand    refuse bad legacy rows; triggers on the legacy tables start carrying every write
+--             into the generic tables, through the compatibility views' own write triggers (009)
+--   backfill  copy the rows that were there before, a batch of keys per transaction, each batch
+--             holding row locks on its own rows only, never a lock that makes a writer wait
+--   verify    every legacy row has its copy and no copy lacks its row; planner statistics
+--   switch    one short transaction: the legacy tables become *_backup, the views take their
+--             names, the change record starts
 
--- Writes wait from here to COMMIT; reads of the legacy tables go on until the rename below.
-LOCK TABLE wedding_events, wedding_invitations, wedding_sections IN SHARE ROW EXCLUSIVE MODE;
+-- eventgate:phase expand
 
 -- Refuse, naming the rows, anything the generic schema cannot hold, rather than dropping it.
 DO $$
@@ -109,41 +121,69 @@ BEGIN
 END
 $$;
 
--- Bulk load the way PostgreSQL loads fastest: secondary indexes and foreign keys of the three
--- tables are set aside and rebuilt after the rows are in (one sort per index, one join per
--- key), instead of being maintained row by row. Their definitions are read from the catalog,
--- so they come back exactly as 007 and 008 made them.
-CREATE TEMPORARY TABLE fase0_deferred (statement text NOT NULL, restore text NOT NULL)
-    ON COMMIT DROP;
-INSERT INTO fase0_deferred
-SELECT format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)
-  FROM pg_index i
- WHERE i.indrelid IN ('events'::regclass, 'event_participants'::regclass,
-                      'event_sections'::regclass)
-   AND NOT i.indisprimary
-   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid);
-INSERT INTO fase0_deferred
-SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname),
-       format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname,
-              pg_get_constraintdef(c.oid))
-  FROM pg_constraint c
- WHERE c.contype = 'f'
-   AND c.conrelid IN ('events'::regclass, 'event_participants'::regclass,
-                      'event_sections'::regclass)
-   -- Only keys between the new tables: dropping one that references tenants or event_types
-   -- would lock those shared tables against every reader until COMMIT.
-   AND c.confrelid IN ('events'::regclass, 'event_participants'::regclass,
-                       'event_sections'::regclass);
-DO $$
-DECLARE
-    step record;
+-- What the old application writes from here on is carried into the generic tables in its own
+-- transaction, by the same write triggers that carry its writes through the views after the
+-- switch (009): an insert is inserted, an update updates the copy if the backfill already made it
+-- (if not, the backfill copies the updated row when it gets there) and a delete deletes it.
+-- SECURITY DEFINER: the old application's roles have no rights on the generic tables.
+CREATE FUNCTION wedding_compat.carry_legacy_wedding(wedding bigint) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
-    FOR step IN SELECT statement FROM fase0_deferred LOOP
-        EXECUTE step.statement;
-    END LOOP;
+    IF wedding IS NULL OR EXISTS (SELECT 1 FROM public.events WHERE id = wedding) THEN
+        RETURN;
+    END IF;
+    -- A guest or section of a wedding the backfill has not copied yet: the wedding goes first.
+    -- The lock waits out a batch copying this wedding right now (it holds the row FOR SHARE);
+    -- then the copy is there, or not, for certain.
+    PERFORM 1 FROM public.wedding_events WHERE id = wedding FOR NO KEY UPDATE;
+    IF FOUND AND NOT EXISTS (SELECT 1 FROM public.events WHERE id = wedding) THEN
+        INSERT INTO wedding_compat.wedding_events
+        SELECT w.* FROM public.wedding_events w WHERE w.id = wedding;
+    END IF;
 END
 $$;
 
+CREATE FUNCTION wedding_compat.carry_legacy_write() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    through text := format('wedding_compat.%I', TG_TABLE_NAME);  -- the view of the same name
+    columns text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        EXECUTE format('DELETE FROM %s WHERE id = $1', through) USING OLD.id;
+        RETURN NULL;
+    END IF;
+    IF TG_TABLE_NAME <> 'wedding_events' THEN
+        PERFORM wedding_compat.carry_legacy_wedding(NEW.wedding_id);
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('INSERT INTO %s SELECT ($1).*', through) USING NEW;
+    ELSE
+        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
+          FROM pg_attribute WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped;
+        EXECUTE format('UPDATE %s SET (%s) = (SELECT %s FROM (SELECT ($1).*) n) WHERE id = $2',
+                       through, columns, columns) USING NEW, OLD.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Created last, so the SHARE ROW EXCLUSIVE lock each takes is held only for the moment to COMMIT
+-- (the checks above read every legacy row, under no lock a writer waits for).
+CREATE TRIGGER carry_legacy_writes AFTER INSERT OR UPDATE OR DELETE ON wedding_events
+    FOR EACH ROW EXECUTE FUNCTION wedding_compat.carry_legacy_write();
+CREATE TRIGGER carry_legacy_writes AFTER INSERT OR UPDATE OR DELETE ON wedding_invitations
+    FOR EACH ROW EXECUTE FUNCTION wedding_compat.carry_legacy_write();
+CREATE TRIGGER carry_legacy_writes AFTER INSERT OR UPDATE OR DELETE ON wedding_sections
+    FOR EACH ROW EXECUTE FUNCTION wedding_compat.carry_legacy_write();
+
+-- The rows that were there before the triggers, a batch of keys at a time. The runner sets
+-- eventgate.batch_after and eventgate.batch_upto; the last key is read once, when the phase
+-- starts (rows added after it are the triggers'). FOR SHARE: a writer of one of the batch's rows
+-- waits for the batch (milliseconds), and the batch copies the row as that writer left it; a row
+-- deleted meanwhile is not copied. ON CONFLICT: the row was carried by a trigger already.
+
+-- eventgate:backfill table=wedding_events key=id rows=5000
 INSERT INTO events (id, tenant_id, event_type, title, slug, start_date, end_date, timezone,
                     venue_name, venue_address, status, metadata, created_at, updated_at)
 SELECT w.id, w.tenant_id, 'wedding', w.bride_name || ' & ' || w.groom_name, w.slug,
@@ -153,8 +193,14 @@ SELECT w.id, w.tenant_id, 'wedding', w.bride_name || ' & ' || w.groom_name, w.sl
                           'ceremony_time', w.ceremony_time, 'reception_time', w.reception_time,
                           'theme', w.theme),
        w.created_at, w.updated_at
-  FROM wedding_events w;
+  FROM wedding_events w
+ WHERE w.id > current_setting('eventgate.batch_after')::bigint
+   AND w.id <= current_setting('eventgate.batch_upto')::bigint
+   FOR SHARE OF w
+ON CONFLICT (id) DO NOTHING;
 
+-- Guests after their weddings, so that each finds its event.
+-- eventgate:backfill table=wedding_invitations key=id rows=5000
 INSERT INTO event_participants (id, event_id, tenant_id, role, display_name, email, phone,
                                 rsvp_status, party_size, metadata, invited_at, responded_at)
 SELECT i.id, i.wedding_id, w.tenant_id, 'guest', i.guest_name, i.email, i.phone, i.rsvp_status,
@@ -162,29 +208,114 @@ SELECT i.id, i.wedding_id, w.tenant_id, 'guest', i.guest_name, i.email, i.phone,
        jsonb_build_object('dietary_notes', i.dietary_notes, 'table_number', i.table_number),
        i.invited_at, i.responded_at
   FROM wedding_invitations i
-  JOIN wedding_events w ON w.id = i.wedding_id;
+  JOIN wedding_events w ON w.id = i.wedding_id
+ WHERE i.id > current_setting('eventgate.batch_after')::bigint
+   AND i.id <= current_setting('eventgate.batch_upto')::bigint
+   FOR SHARE OF i, w
+ON CONFLICT (id) DO NOTHING;
 
+-- eventgate:backfill table=wedding_sections key=id rows=5000
 INSERT INTO event_sections (id, event_id, section_type, title, content, position, is_visible)
 SELECT s.id, s.wedding_id, s.section_type, s.title, s.content, s.position, s.is_visible
-  FROM wedding_sections s;
+  FROM wedding_sections s
+ WHERE s.id > current_setting('eventgate.batch_after')::bigint
+   AND s.id <= current_setting('eventgate.batch_upto')::bigint
+   FOR SHARE OF s
+ON CONFLICT (id) DO NOTHING;
 
--- The indexes and foreign keys set aside above, rebuilt over the loaded rows.
+-- eventgate:phase verify
+-- The triggers write in the writer's own transaction, so one snapshot sees both sides alike:
+-- each comparison below is one statement, one snapshot, exact while the old application writes.
 DO $$
 DECLARE
-    step record;
+    problems text := '';
+    found text;
 BEGIN
-    FOR step IN SELECT restore FROM fase0_deferred ORDER BY restore LIKE 'ALTER TABLE%' LOOP
-        EXECUTE step.restore;
-    END LOOP;
+    SELECT string_agg(id::text, ', ') INTO found
+      FROM (SELECT w.id FROM wedding_events w
+             WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = w.id) ORDER BY 1 LIMIT 20) x;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_events not copied to events (ids): ' || found;
+    END IF;
+    SELECT string_agg(id::text, ', ') INTO found
+      FROM (SELECT e.id FROM events e WHERE e.event_type = 'wedding'
+               AND NOT EXISTS (SELECT 1 FROM wedding_events w WHERE w.id = e.id)
+             ORDER BY 1 LIMIT 20) x;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  weddings in events with no wedding_events row (ids): ' || found;
+    END IF;
+    SELECT string_agg(id::text, ', ') INTO found
+      FROM (SELECT i.id FROM wedding_invitations i
+             WHERE NOT EXISTS (SELECT 1 FROM event_participants p WHERE p.id = i.id)
+             ORDER BY 1 LIMIT 20) x;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_invitations not copied to event_participants (ids): ' || found;
+    END IF;
+    SELECT string_agg(id::text, ', ') INTO found
+      FROM (SELECT p.id FROM event_participants p JOIN events e ON e.id = p.event_id
+             WHERE e.event_type = 'wedding'
+               AND NOT EXISTS (SELECT 1 FROM wedding_invitations i WHERE i.id = p.id)
+             ORDER BY 1 LIMIT 20) x;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding guests in event_participants with no wedding_invitations row (ids): ' || found;
+    END IF;
+    SELECT string_agg(id::text, ', ') INTO found
+      FROM (SELECT s.id FROM wedding_sections s
+             WHERE NOT EXISTS (SELECT 1 FROM event_sections x WHERE x.id = s.id)
+             ORDER BY 1 LIMIT 20) x;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding_sections not copied to event_sections (ids): ' || found;
+    END IF;
+    SELECT string_agg(id::text, ', ') INTO found
+      FROM (SELECT x.id FROM event_sections x JOIN events e ON e.id = x.event_id
+             WHERE e.event_type = 'wedding'
+               AND NOT EXISTS (SELECT 1 FROM wedding_sections s WHERE s.id = x.id)
+             ORDER BY 1 LIMIT 20) x;
+    IF found IS NOT NULL THEN
+        problems := problems || E'\n  wedding sections in event_sections with no wedding_sections row (ids): ' || found;
+    END IF;
+    IF problems <> '' THEN
+        RAISE EXCEPTION 'the copy and the legacy tables disagree; the legacy names were not switched:%', problems
+            USING HINT = 'eventgate migrate --rollback undoes the copy (the legacy tables were never changed); then run the migration again';
+    END IF;
 END
 $$;
 
--- Planner statistics for the loaded rows. Rebuilding an index records a row count but no
--- column statistics, and autovacuum may not look at the tables for minutes (or, on a small
--- database, ever): until then the planner guesses every selectivity, and for instance reads a
--- guest by email through every wedding's guest list instead of the email index. ANALYZE
--- samples a bounded number of rows (about a second at ten million) and blocks no writer.
+-- Planner statistics for the copied rows, before anyone queries them: without column statistics
+-- the planner guesses every selectivity (and for instance reads a guest by email through every
+-- wedding's guest list). ANALYZE samples a bounded number of rows and blocks no writer.
 ANALYZE events, event_participants, event_sections;
+
+-- eventgate:phase switch lock_timeout_ms=500
+-- The only moment the old application waits: ACCESS EXCLUSIVE on its three tables, for the
+-- statements below, none of which reads more than an index's last entry. Taken all at once,
+-- given up after lock_timeout when a reader is in the way (who then waited at most that long)
+-- and tried again by the runner.
+LOCK TABLE wedding_events, wedding_invitations, wedding_sections IN ACCESS EXCLUSIVE MODE;
+
+-- What keeps the copy equal to the legacy tables since the verify phase counted it: the carrying
+-- triggers, on every table, enabled. Without them a write may have been missed, and the switch
+-- refuses rather than count ten million rows under this lock.
+DO $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT string_agg(t.name, ', ') INTO missing
+      FROM unnest(ARRAY['wedding_events', 'wedding_invitations', 'wedding_sections']) t(name)
+     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g
+                        WHERE g.tgrelid = format('public.%I', t.name)::regclass
+                          AND g.tgname = 'carry_legacy_writes' AND g.tgenabled IN ('O', 'A'));
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'writes to % may not have been carried into the generic tables since the copy was verified (the carry_legacy_writes trigger is missing or disabled); the legacy names were not switched', missing
+            USING HINT = 'eventgate migrate --rollback undoes the copy; then run the migration again';
+    END IF;
+END
+$$;
+DROP TRIGGER carry_legacy_writes ON wedding_events;
+DROP TRIGGER carry_legacy_writes ON wedding_invitations;
+DROP TRIGGER carry_legacy_writes ON wedding_sections;
+DROP FUNCTION wedding_compat.carry_legacy_write();
+DROP FUNCTION wedding_compat.carry_legacy_wedding(bigint);
 
 -- New rows (from the engine or through the views) must not collide with the migrated ids, nor
 -- reuse the id of a legacy row deleted before the migration (an emailed /rsvp/204 link must not
@@ -295,3 +426,17 @@ CREATE TRIGGER row_changes_record AFTER INSERT OR UPDATE OR DELETE ON event_part
     FOR EACH ROW EXECUTE FUNCTION wedding_compat.record_row_change();
 CREATE TRIGGER row_changes_record AFTER INSERT OR UPDATE OR DELETE ON event_sections
     FOR EACH ROW EXECUTE FUNCTION wedding_compat.record_row_change();
+
+-- eventgate:abort unhook lock_timeout_ms=500
+-- Undoing a run that stopped before the switch (`eventgate migrate --rollback`): the legacy
+-- tables were never changed, so only the triggers go (a moment of ACCESS EXCLUSIVE) ...
+DROP TRIGGER IF EXISTS carry_legacy_writes ON wedding_events;
+DROP TRIGGER IF EXISTS carry_legacy_writes ON wedding_invitations;
+DROP TRIGGER IF EXISTS carry_legacy_writes ON wedding_sections;
+DROP FUNCTION IF EXISTS wedding_compat.carry_legacy_write();
+DROP FUNCTION IF EXISTS wedding_compat.carry_legacy_wedding(bigint);
+
+-- eventgate:abort delete
+-- ... and then, in a transaction of its own that no legacy writer waits for, the copies.
+-- Participants and sections of weddings go with them (ON DELETE CASCADE).
+DELETE FROM events WHERE event_type = 'wedding';

@@ -1,0 +1,168 @@
+"""A migration script in phases: the `-- eventgate:` lines that let the runner run one migration
+online, as several transactions, and undo it part-way (docs/online-migrations.md).
+
+    -- eventgate:phase NAME [lock_timeout_ms=N]      the statements up to the next line: one
+                                                     transaction
+    -- eventgate:backfill table=T key=K [rows=N] [pause_ms=N] [lock_timeout_ms=N]
+                                                     one statement, run once per batch of keys
+                                                     of T, each batch its own transaction, with
+                                                     the settings eventgate.batch_after < K and
+                                                     K <= eventgate.batch_upto
+    -- eventgate:abort NAME [lock_timeout_ms=N]      a transaction of the undo of a run stopped
+                                                     before its last phase; never run forwards
+
+A script without these lines is one phase: the whole file in one transaction, as before. The
+annotations are comments to PostgreSQL, so the file still runs as it is in psql (in one go)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from eventgate.bundle import SqlFile
+from eventgate.errors import BundleError
+from eventgate.migrate.statements import split_statements
+
+_DIRECTIVE = re.compile(r"^--\s*eventgate:(?P<kind>[a-z]+)\b(?P<rest>.*)$", re.MULTILINE)
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_OPTIONS = {
+    "phase": {"lock_timeout_ms"},
+    "abort": {"lock_timeout_ms"},
+    "backfill": {"table", "key", "rows", "pause_ms", "lock_timeout_ms"},
+}
+_INTEGERS = {"rows", "pause_ms", "lock_timeout_ms"}
+BOUNDS = ("eventgate.batch_after", "eventgate.batch_upto")
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    kind: str  # transaction | backfill | abort
+    statements: tuple[str, ...]
+    line: int
+    lock_timeout_ms: int | None = None
+    table: str | None = None
+    key: str | None = None
+    rows: int = 5000
+    pause_ms: int = 0
+
+    @property
+    def title(self) -> str:
+        return f"backfill {self.table}" if self.kind == "backfill" else self.name
+
+
+@dataclass(frozen=True)
+class PhasedScript:
+    label: str
+    forward: tuple[Phase, ...]
+    abort: tuple[Phase, ...]
+
+    @property
+    def online(self) -> bool:
+        """Run as several transactions (it has phases), not as one."""
+        return len(self.forward) > 1 or bool(self.abort)
+
+    def phase(self, name: str) -> Phase:
+        for phase in self.forward:
+            if phase.name == name:
+                return phase
+        raise BundleError(f"{self.label} has no phase {name!r} (it has "
+                          f"{', '.join(p.name for p in self.forward)}); was it edited while a "
+                          "run of it was part-way?")
+
+    def after(self, name: str) -> tuple[Phase, ...]:
+        """The phases from `name` on."""
+        names = [p.name for p in self.forward]
+        return self.forward[names.index(self.phase(name).name):]
+
+
+def read_phases(script: SqlFile) -> PhasedScript:
+    sql = script.sql
+    marks = list(_DIRECTIVE.finditer(sql))
+    if not marks:
+        return PhasedScript(script.label, (_phase(script, "all", "transaction", {}, sql, 1),), ())
+    head = split_statements(sql[:marks[0].start()], script.label)
+    if head:
+        raise _error(script, 1, "statements come before the first `-- eventgate:` line; put them "
+                     "in a phase")
+    forward: list[Phase] = []
+    abort: list[Phase] = []
+    for n, mark in enumerate(marks):
+        line = sql.count("\n", 0, mark.start()) + 1
+        kind, words = mark["kind"], mark["rest"].split()
+        if kind not in _OPTIONS:
+            raise _error(script, line, f"unknown annotation eventgate:{kind} (known: "
+                         f"{', '.join(sorted(_OPTIONS))})")
+        name = words.pop(0) if kind != "backfill" and words and "=" not in words[0] else None
+        options = _options(script, line, kind, words)
+        if kind != "backfill" and name is None:
+            raise _error(script, line, f"eventgate:{kind} needs a name")
+        end = marks[n + 1].start() if n + 1 < len(marks) else len(sql)
+        # Padded with the lines before it, so a syntax error names the file's own line.
+        body = "\n" * (line - 1) + sql[mark.end():end]
+        if kind == "backfill":
+            name = f"backfill:{options.get('table')}"
+        assert name is not None
+        phase = _phase(script, name, "abort" if kind == "abort" else kind, options, body, line)
+        if kind == "abort":
+            abort.append(phase)
+        elif abort:
+            raise _error(script, line, "forward phases come before the abort phases")
+        else:
+            forward.append(phase)
+    names = [p.name for p in forward + abort]
+    twice = sorted({x for x in names if names.count(x) > 1})
+    if twice:
+        raise _error(script, 1, f"phase names used twice: {', '.join(twice)}")
+    if forward and "backfill" in (forward[0].kind, forward[-1].kind):
+        raise _error(script, forward[0].line, "a backfill can be neither the first phase (the "
+                     "one that starts carrying writes) nor the last (the one that finishes)")
+    return PhasedScript(script.label, tuple(forward), tuple(abort))
+
+
+def _options(script: SqlFile, line: int, kind: str, words: list[str]) -> dict[str, str | int]:
+    options: dict[str, str | int] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or key not in _OPTIONS[kind]:
+            raise _error(script, line, f"eventgate:{kind} does not take `{word}` (it takes "
+                         f"{', '.join(sorted(_OPTIONS[kind]))}, as key=value)")
+        if key in _INTEGERS:
+            if not value.isdigit() or (key == "rows" and int(value) == 0):
+                raise _error(script, line, f"{key} must be a whole number"
+                             + (" above 0" if key == "rows" else "") + f", not {value!r}")
+            options[key] = int(value)
+        elif not _IDENTIFIER.match(value):
+            raise _error(script, line, f"{key}={value} is not a plain lower-case identifier")
+        else:
+            options[key] = value
+    if kind == "backfill":
+        missing = [k for k in ("table", "key") if k not in options]
+        if missing:
+            raise _error(script, line, f"eventgate:backfill needs {' and '.join(missing)}=")
+    return options
+
+
+def _phase(script: SqlFile, name: str, kind: str, options: dict[str, str | int], body: str,
+           line: int) -> Phase:
+    statements = tuple(split_statements(body, script.label))
+    if not statements:
+        raise _error(script, line, f"phase {name} has no statement")
+    if kind == "backfill":
+        if len(statements) != 1:
+            raise _error(script, line, f"a backfill is one statement; {name} has "
+                         f"{len(statements)}")
+        if not all(bound in statements[0] for bound in BOUNDS):
+            raise _error(script, line, f"{name} does not read {' and '.join(BOUNDS)}: every "
+                         "batch would copy the whole table")
+    lock_timeout = options.get("lock_timeout_ms")
+    return Phase(
+        name=name, kind=kind, statements=statements, line=line,
+        lock_timeout_ms=int(lock_timeout) if lock_timeout is not None else None,
+        table=str(options["table"]) if "table" in options else None,
+        key=str(options["key"]) if "key" in options else None,
+        rows=int(options.get("rows", 5000)), pause_ms=int(options.get("pause_ms", 0)))
+
+
+def _error(script: SqlFile, line: int, what: str) -> BundleError:
+    return BundleError(f"{script.label}, line {line}: {what}; nothing was run")

@@ -1,0 +1,204 @@
+"""010 run online, cut short and picked up again: a kill -9 of the runner between its phases or a
+batch that fails leaves a truthful ledger (010 not applied), legacy tables as the old
+application wrote them, and a place the next run resumes from, or undoes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from eventgate.bundle import Bundle, load_bundle
+from eventgate.checks.snapshot import differences, fingerprint
+from eventgate.cli.main import main
+from eventgate.errors import MigrationError
+from eventgate.migrate.phases import read_phases
+from eventgate.migrate.runner import Runner
+from eventgate.pg.databases import Database
+
+pytestmark = pytest.mark.destructive
+
+PAUSE = "eventgate.test_pause"
+
+
+def _applied(conn: psycopg.Connection) -> list[int]:
+    return [r[0] for r in conn.execute(
+        "SELECT version FROM eventgate_ledger.migration_ledger ORDER BY 1").fetchall()]
+
+
+def _paused_bundle(bundle_copy: Path, before: str) -> Bundle:
+    """010 with a phase that sleeps, while the database setting PAUSE is on, just before the
+    phase line `before`: a place to kill the runner between two of 010's transactions."""
+    path = bundle_copy / "migrations" / "010_wedding_data_migration.sql"
+    text = path.read_text()
+    assert before in text
+    path.write_text(text.replace(before, "-- eventgate:phase pause\nSELECT pg_sleep(600) WHERE "
+                                 f"current_setting('{PAUSE}', true) = 'on';\n\n{before}", 1))
+    return load_bundle(bundle_copy)
+
+
+def _kill_in_pause(db: Database, bundle_copy: Path) -> None:
+    with db.connect() as conn:
+        conn.execute(f"ALTER DATABASE {db.name} SET {PAUSE} = 'on'")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "eventgate.cli", "migrate", "--execute", "--dsn", db.dsn,
+         "--bundle", str(bundle_copy)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"})
+    try:
+        with db.connect() as conn:
+            deadline = time.monotonic() + 120
+            while conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    "'eventgate migrate' AND query LIKE 'SELECT pg_sleep(600)%' "
+                    "AND state = 'active'").fetchone() != (1,):
+                assert time.monotonic() < deadline, "the runner never reached the pause"
+                assert runner.poll() is None, "the runner ended before the pause"
+                time.sleep(0.05)
+            os.kill(runner.pid, signal.SIGKILL)
+            assert runner.wait(timeout=10) == -signal.SIGKILL
+            conn.execute(f"ALTER DATABASE {db.name} RESET {PAUSE}")
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                               "= 'eventgate migrate'").fetchone() != (0,):
+                assert time.monotonic() < deadline, "the killed runner's session stayed"
+                time.sleep(0.05)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+
+
+@pytest.mark.parametrize("then", ["resume", "undo"])
+def test_kill_9_mid_backfill_leaves_a_truthful_ledger_and_resumes_or_undoes(
+        then: str, legacy_db: Database, bundle_copy: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _paused_bundle(bundle_copy, "-- eventgate:backfill table=wedding_invitations")
+    with legacy_db.connect() as conn:
+        Runner(conn, bundle).execute(to=9)
+        before_010 = fingerprint(conn)
+    _kill_in_pause(legacy_db, bundle_copy)
+    with legacy_db.connect() as conn:
+        runner = Runner(conn, bundle)
+        assert _applied(conn) == [6, 7, 8, 9]
+        [part] = runner.part_way()
+        assert (part.version, part.phase) == (10, "pause")
+        # The weddings are copied, the guests not yet; the legacy tables are untouched and keep
+        # their names, with the triggers that carry the old application's writes.
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == conn.execute(
+            "SELECT count(*) FROM wedding_events").fetchone()
+        assert conn.execute("SELECT count(*) FROM event_participants").fetchone() == (0,)
+        legacy = {k: v for k, v in fingerprint(conn)["content"].items()  # type: ignore[union-attr]
+                  if k.startswith("public.wedding_")}
+        assert legacy == {k: v for k, v in before_010["content"].items()  # type: ignore[union-attr]
+                          if k.startswith("public.wedding_")}
+        assert any("stopped part-way, at pause" in p for p in runner.validate())
+        assert [r.state for r in runner.status() if r.version == 10] == ["part-way"]
+        # A write of the old application now is carried into the copy.
+        conn.execute("UPDATE wedding_events SET venue_name = 'moved while paused' "
+                     "WHERE id = (SELECT min(id) FROM wedding_events)")
+        with pytest.raises(MigrationError, match="stopped part-way"):
+            runner.dry_run()
+    capsys.readouterr()
+    assert main(["migrate", "--validate", "--dsn", legacy_db.dsn, "--bundle",
+                 str(bundle_copy)]) == 1
+    assert "stopped part-way" in capsys.readouterr().out
+
+    with legacy_db.connect() as conn:
+        runner = Runner(conn, bundle)
+        if then == "resume":
+            [report] = runner.execute()
+            assert report.version == 10
+            assert runner.validate() == [] and runner.part_way() == []
+            assert conn.execute(
+                "SELECT venue_name FROM wedding_events ORDER BY id LIMIT 1").fetchone() == (
+                "moved while paused",)
+            assert conn.execute("SELECT count(*) FROM event_participants").fetchone() == (
+                conn.execute("SELECT count(*) FROM wedding_invitations_backup").fetchone())
+        else:
+            [report] = runner.rollback()
+            assert report.verified == "the catalog as it was before the run began"
+            assert runner.part_way() == [] and _applied(conn) == [6, 7, 8, 9]
+            after = fingerprint(conn)
+            problems = differences(before_010, after)
+            # Only the write made while paused, in wedding_events, and the copies gone.
+            assert all("wedding_events" in p for p in problems), problems
+            assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+            assert [r.version for r in runner.execute()] == [10]
+
+
+def test_a_failed_batch_stops_the_backfill_where_it_was_and_a_rerun_finishes(
+        legacy_db: Database, bundle_copy: Path) -> None:
+    """A legacy row the new schema refuses, written past the triggers (replica role, as a bulk
+    load would) after 010's checks ran: its batch fails, named; the batches before it stay
+    copied; once the row is fixed, the next run goes on from that batch."""
+    bundle = _paused_bundle(bundle_copy, "-- eventgate:backfill table=wedding_events")
+    with legacy_db.connect() as conn:
+        Runner(conn, bundle).execute(to=9)
+    _kill_in_pause(legacy_db, bundle_copy)
+    with legacy_db.connect() as conn:
+        bad = conn.execute("SELECT max(id) FROM wedding_events").fetchone()
+        assert bad is not None
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute("UPDATE wedding_events SET status = 'bogus' WHERE id = %s", bad)
+        runner = Runner(conn, bundle, batch_rows=10)
+        with pytest.raises(MigrationError, match="events_status_check"):
+            runner.execute()
+        [part] = runner.part_way()
+        assert part.phase == "backfill:wedding_events"
+        assert part.keys_done > 0 and part.batch_after is not None and part.batch_after < bad[0]
+        copied = conn.execute("SELECT count(*) FROM events").fetchone()
+        assert copied == (part.keys_done,)
+        conn.execute("UPDATE wedding_events SET status = 'draft' WHERE id = %s", bad)
+        [report] = runner.execute()
+        assert report.version == 10 and runner.validate() == []
+        backfill = next(s for s in report.statements if s.status.startswith("BACKFILL"))
+        assert backfill.rows is not None and backfill.rows > 0
+
+
+def test_the_phases_of_010_are_read_as_written(reference_bundle: Bundle) -> None:
+    script = read_phases(reference_bundle.migration(10))
+    assert script.online
+    assert [p.name for p in script.forward] == [
+        "expand", "backfill:wedding_events", "backfill:wedding_invitations",
+        "backfill:wedding_sections", "verify", "switch"]
+    assert [p.name for p in script.abort] == ["unhook", "delete"]
+    switch = script.phase("switch")
+    assert switch.lock_timeout_ms == 500
+
+
+def test_a_mistyped_annotation_is_refused_before_anything_runs(
+        legacy_db: Database, bundle_copy: Path) -> None:
+    path = bundle_copy / "migrations" / "010_wedding_data_migration.sql"
+    path.write_text(path.read_text().replace("key=id rows=5000", "key=id row=5000", 1))
+    with legacy_db.connect() as conn:
+        with pytest.raises(Exception, match=r"line \d+: eventgate:backfill does not take "
+                           r"`row=5000`"):
+            Runner(conn, load_bundle(bundle_copy)).execute()
+        assert conn.execute("SELECT to_regclass('eventgate_ledger.migration_ledger')"
+                            ).fetchone() == (None,)
+
+
+def test_progress_is_reported_per_batch(legacy_db: Database, reference_bundle: Bundle) -> None:
+    seen: list[str] = []
+
+    class Sink:
+        def begin(self, label: str, statements: int) -> None: ...
+        def statement(self, text: str) -> None: ...
+        def end(self, report: object) -> None: ...
+        def note(self, text: str) -> None: ...
+        def batch(self, progress: object) -> None:
+            seen.append(progress.line())  # type: ignore[attr-defined]
+
+    with legacy_db.connect() as conn:
+        Runner(conn, reference_bundle, progress=Sink(), batch_rows=50).execute()  # type: ignore[arg-type]
+        guests = conn.execute("SELECT count(*) FROM wedding_invitations_backup").fetchone()
+    assert guests is not None
+    invitations = [line for line in seen if "backfill wedding_invitations" in line]
+    assert len(invitations) == -(-guests[0] // 50)
+    assert f"{guests[0]:,} of {guests[0]:,} rows (100 %)" in invitations[-1]
+    assert "rows/s" in invitations[-1] and "ETA 0:00:00" in invitations[-1]
+
