@@ -156,6 +156,16 @@ def _wait_for(condition: Callable[[], bool], what: str, writes: Writes,
         time.sleep(0.01)
 
 
+def _finished(conn: psycopg.Connection, bundle: Bundle) -> bool:
+    """The final migration committed (an online 010 creates its record only then, but a
+    sabotaged one may create it earlier)."""
+    row = conn.execute(
+        "SELECT to_regclass('eventgate_ledger.migration_ledger') IS NOT NULL").fetchone()
+    return bool(row and row[0] and conn.execute(
+        "SELECT count(*) FROM eventgate_ledger.migration_ledger WHERE version = %s",
+        (bundle.final_migration,)).fetchone() == (1,))
+
+
 def migrate_under_traffic(db: Database, bundle: Bundle) -> Writes:
     """006-010 while the old application writes through the legacy names; the engine joins in
     once 010 has committed (before that, its tables hold no weddings)."""
@@ -167,7 +177,8 @@ def migrate_under_traffic(db: Database, bundle: Bundle) -> Writes:
             lambda c: True)),
         threading.Thread(target=_keep_writing, args=(
             db.dsn, stop, writes, lambda c, n: engine_round(c, n, targets, writes),
-            lambda c: writes.engine < 8 and record_exists(c, log))),
+            lambda c: writes.engine < 8 and record_exists(c, log)
+            and _finished(c, bundle))),
     ]
     for thread in threads:
         thread.start()

@@ -76,13 +76,17 @@ class OnlineRun:
 
     def _transaction(self, phase: Phase, *, first: bool, last: bool) -> None:
         version = self.migration.version
+        began = time.perf_counter()
 
         def attempt() -> None:
             with self.conn.transaction():
                 self._lock_timeout(phase)
                 before = snapshot.schema_fingerprint(self.conn) if first else None
                 self._statements(phase)
-                if first:
+                if first and last:  # one forward phase (and abort phases): nothing to resume
+                    assert before is not None
+                    ledger.record(self.conn, self.migration, time.perf_counter() - began, before)
+                elif first:
                     assert before is not None
                     resume.start(self.conn, self.migration, self._next(phase), before)
                 elif last:
