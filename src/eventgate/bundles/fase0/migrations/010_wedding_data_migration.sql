@@ -183,7 +183,10 @@ CREATE TRIGGER carry_legacy_writes AFTER INSERT OR UPDATE OR DELETE ON wedding_s
 -- waits for the batch (milliseconds), and the batch copies the row as that writer left it; a row
 -- deleted meanwhile is not copied. ON CONFLICT: the row was carried by a trigger already.
 
--- eventgate:backfill table=wedding_events key=id rows=5000
+-- Weddings in smaller batches: a wedding row costs more to copy (its start, its metadata), and a
+-- guest written for a wedding not copied yet waits for the batch that holds it (measured at 10M
+-- guests: 0.78 s for 5,000 weddings).
+-- eventgate:backfill table=wedding_events key=id rows=1000
 INSERT INTO events (id, tenant_id, event_type, title, slug, start_date, end_date, timezone,
                     venue_name, venue_address, status, metadata, created_at, updated_at)
 SELECT w.id, w.tenant_id, 'wedding', w.bride_name || ' & ' || w.groom_name, w.slug,
