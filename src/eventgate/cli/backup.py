@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from rich.markup import escape
 
 from eventgate import dsn as dsn_mod
+from eventgate import operator_env
 from eventgate.cli.common import DEFAULT_BACKUP_DIR, given_backup_dir, require_dsn
 from eventgate.cli.console import console, spinner
 from eventgate.safety.backup import take_backup
@@ -75,6 +76,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
                           "trusted and will never be picked by restore --latest:")
             for problem in verification.problems:
                 console.print(f"  [red]✗[/] {escape(problem)}")
+    if args.retention_days is None:  # the guide's BACKUP_RETENTION_DAYS
+        args.retention_days = operator_env.retention_days()
     if ok and args.retention_days is not None:
         # The backup just taken is never pruned, even with --retention-days 0 and no --verify.
         protected = [record.meta_path] if record.meta_path is not None else []

@@ -12,6 +12,7 @@ import psycopg
 from rich.markup import escape
 
 from eventgate import dsn as dsn_mod
+from eventgate import operator_env
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.cli.console import console
 from eventgate.errors import ConfigError
@@ -27,8 +28,9 @@ DEFAULT_BACKUP_DIR = "backups"
 
 
 def given_dsn(args: argparse.Namespace) -> str | None:
-    """--dsn or EVENTGATE_DSN, checked to parse; None when neither is given."""
-    value: str | None = args.dsn or os.environ.get("EVENTGATE_DSN")
+    """--dsn, else the environment (or env file) as operator_env.guide_dsn reads it, checked to
+    parse; None when nothing is given."""
+    value: str | None = args.dsn or operator_env.guide_dsn()
     if value:
         dsn_mod.parse(value)
     return value or None
@@ -38,9 +40,10 @@ def require_dsn(args: argparse.Namespace) -> str:
     """The target database of a verb that needs one, or a ConfigError saying how to give it."""
     value = given_dsn(args)
     if not value:
-        raise ConfigError("no database given: pass --dsn 'postgresql://user@host:5432/dbname' "
-                          "or set EVENTGATE_DSN (eventgate cluster starts a rehearsal database "
-                          "and prints its DSN)")
+        raise ConfigError("no database given: pass --dsn 'postgresql://user@host:5432/dbname', "
+                          "set EVENTGATE_DSN, or the guide's DB_HOST, DB_PORT, DB_NAME, DB_USER "
+                          "and DB_PASSWORD (in the environment or .env.migration); eventgate "
+                          "cluster starts a rehearsal database and prints its DSN")
     return value
 
 
@@ -52,7 +55,8 @@ def given_bundle(args: argparse.Namespace) -> Bundle:
 def given_backup_dir(args: argparse.Namespace) -> Path:
     """--backup-dir, EVENTGATE_BACKUP_DIR, or backups: where backup writes, restore reads and
     preflight looks for a recent verified backup."""
-    return Path(args.backup_dir or os.environ.get("EVENTGATE_BACKUP_DIR") or DEFAULT_BACKUP_DIR)
+    return Path(getattr(args, "backup_dir", None) or os.environ.get("EVENTGATE_BACKUP_DIR")
+                or DEFAULT_BACKUP_DIR)
 
 
 def connect_target(dsn: str) -> psycopg.Connection:

@@ -12,11 +12,12 @@ from typing import NamedTuple
 import psycopg
 from rich.markup import escape
 
-from eventgate import __version__
+from eventgate import __version__, operator_env
 from eventgate import dsn as dsn_mod
 from eventgate.cli.backup import cmd_backup, cmd_restore, configure_backup, configure_restore
 from eventgate.cli.cluster import cmd_cluster, configure_cluster
 from eventgate.cli.common import Configure, Handler
+from eventgate.cli.config import cmd_config
 from eventgate.cli.console import console
 from eventgate.cli.docs import cmd_docs, configure_docs
 from eventgate.cli.gate import cmd_gate, configure_gate
@@ -61,6 +62,7 @@ VERBS = (
     Verb("report", cmd_report, configure_report),
     Verb("selftest", cmd_selftest, configure_selftest),
     Verb("docs", cmd_docs, configure_docs),
+    Verb("config", cmd_config, None),
 )
 
 
@@ -70,7 +72,11 @@ def _add_verb(sub: argparse._SubParsersAction[argparse.ArgumentParser], verb: Ve
     doc = " ".join((verb.handler.__doc__ or "").split())
     p = sub.add_parser(verb.name, help=doc.split(";")[0].split(". ")[0], description=doc)
     p.set_defaults(handler=verb.handler)
-    p.add_argument("--dsn", help="target database [env EVENTGATE_DSN]")
+    p.add_argument("--dsn", help="target database [env EVENTGATE_DSN, DATABASE_URL, the "
+                   "guide's DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD, or libpq's PG*]")
+    p.add_argument("--env-file", metavar="FILE", help="settings file read with python-dotenv "
+                   "for what the environment does not set [env EVENTGATE_ENV_FILE; default "
+                   ".env.migration when present]")
     p.add_argument("--bundle", help="migration bundle directory [env EVENTGATE_BUNDLE; "
                    "default: the reference FASE 0 bundle]")
     p.add_argument("--traceback", action="store_true", help="show the full traceback of "
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     args = _parser().parse_args(argv)
     try:
+        operator_env.load_env_file(args.env_file)
+        operator_env.password_from_guide()
         result: int = args.handler(args)
         return result
     except (EventgateError, psycopg.Error) as exc:

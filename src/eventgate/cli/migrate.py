@@ -12,14 +12,23 @@ import psycopg
 from rich.markup import escape
 
 from eventgate import dsn as dsn_mod
+from eventgate import operator_env
 from eventgate.bundle import Bundle
 from eventgate.checks.indexes import required_index
 from eventgate.checks.schema import required_relations
-from eventgate.cli.common import connect_target, given_bundle, require_dsn, warn
+from eventgate.cli.common import (
+    connect_target,
+    given_backup_dir,
+    given_bundle,
+    require_dsn,
+    warn,
+)
 from eventgate.cli.console import RichProgress, console, status_table, steps_table
 from eventgate.errors import ConfigError
 from eventgate.migrate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
 from eventgate.migrate.runner import DryRunOverBudget, ProgressSink, Runner
+from eventgate.safety.preflight.backup import check_backup
+from eventgate.safety.preflight.check import Options
 
 
 def _runner_options(p: argparse.ArgumentParser) -> None:
@@ -158,8 +167,14 @@ def _apply(args: argparse.Namespace, runner: Runner, notifier: WebhookNotifier |
         console.print("nothing to do: every migration is applied")
         return 0
     console.print(f"{len(pending)} pending: {', '.join(m.label for m in pending)}")
+    if args.execute and operator_env.flag("DRY_RUN"):
+        # The guide's DRY_RUN=true: whatever the command line says, nothing is changed.
+        warn(f"DRY_RUN=true ({operator_env.source('DRY_RUN')}): running --dry-run instead of "
+             "--execute; set DRY_RUN=false to migrate")
+        return _dry_run(args, runner, up_to)
     if args.dry_run:
         return _dry_run(args, runner, up_to)
+    _refuse_in_production_without_backup(args, runner)
     if notifier is not None:
         notifier.started("migrate", target, [m.label for m in pending])
     started = time.monotonic()
@@ -173,6 +188,22 @@ def _apply(args: argparse.Namespace, runner: Runner, notifier: WebhookNotifier |
             f"{time.monotonic() - started:.1f} s" if reports else
             f"{target}: nothing left to migrate (applied meanwhile)")
     return 0
+
+
+def _refuse_in_production_without_backup(args: argparse.Namespace, runner: Runner) -> None:
+    """MIGRATION_MODE=production: no migration without a way back, a verified backup of this
+    database under a day old (what preflight checks, here enforced)."""
+    if operator_env.migration_mode() != "production":
+        return
+    options = Options(backup_dir=given_backup_dir(args))
+    found = check_backup(runner.conn.info.dbname, options)
+    if found.status != "ok":
+        raise ConfigError(f"MIGRATION_MODE=production ({operator_env.source('MIGRATION_MODE')}) "
+                          f"migrates only with a verified backup under "
+                          f"{options.max_backup_age_h:g} h old: {found.detail}; "
+                          f"{found.fix or 'take one with eventgate backup --verify'}; nothing "
+                          "was changed")
+    console.print(f"production: {found.detail}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from eventgate import dsn as dsn_mod
+from eventgate import operator_env
 from eventgate.errors import EventgateError
 
 FIX = ("check that the server runs, that host, port, user and password are right and that the "
@@ -41,13 +42,15 @@ def unreachable(dsn: str, exc: BaseException, *, who: str = "", what: str = "") 
 def connect(dsn: str, *, application_name: str = "eventgate", autocommit: bool = True,
             read_only: bool = False, statement_timeout_ms: int | None = None,
             lock_timeout_ms: int | None = None, settings: dict[str, str] | None = None,
-            connect_timeout: int = 10, who: str = "", what: str = "",
+            connect_timeout: int | None = None, who: str = "", what: str = "",
             error: type[EventgateError] = EventgateError) -> psycopg.Connection:
     """A session on `dsn`; `error` (an EventgateError) with unreachable()'s wording when the
     server cannot be reached."""
     options = session_options(dsn, read_only=read_only, statement_timeout_ms=statement_timeout_ms,
                               lock_timeout_ms=lock_timeout_ms, settings=settings)
     extra: dict[str, Any] = {"options": options} if options else {}
+    if connect_timeout is None:  # libpq's own PGCONNECT_TIMEOUT, else 10 s
+        connect_timeout = operator_env.connect_timeout()
     try:
         return psycopg.connect(dsn, autocommit=autocommit, application_name=application_name,
                                connect_timeout=connect_timeout, **extra)

@@ -14,6 +14,7 @@ import pluggy
 import pytest
 
 from eventgate import dsn as dsn_mod
+from eventgate import operator_env
 from eventgate.bundle import load_bundle
 from eventgate.checks import parity
 from eventgate.errors import EventgateError
@@ -173,6 +174,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if allure_results.allure_active(config):
         labels.apply_metadata(items)
     settings = settings_from(config)
+    if (settings.external_target and settings.allow_destructive
+            and operator_env.migration_mode() == "production"):
+        raise pytest.UsageError(
+            "MIGRATION_MODE=production: --allow-destructive is refused against an external "
+            "target (tests that write would run on production); only green tests run there")
     if not settings.external_target or settings.allow_destructive:
         return
     skip = pytest.mark.skip(reason=EXTERNAL_SKIP)
