@@ -22,16 +22,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError
-from eventgate.migrate.progress import BatchProgress, ProgressSink, StepReport
-from eventgate.migrate.webhook import (
+from eventgate.migrate.delivery import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_QUEUE,
     DEFAULT_TIMEOUT_S,
+    DeliveryQueue,
     NotifierStats,
-    WebhookQueue,
-    parse_webhook_url,
     plural,
 )
+from eventgate.migrate.mail import email_from_env
+from eventgate.migrate.progress import BatchProgress, ProgressSink, StepReport
+from eventgate.migrate.webhook import WebhookQueue, parse_webhook_url
 
 URL_VARIABLE = "SLACK_WEBHOOK_URL"
 TIMEOUT_VARIABLE = "EVENTGATE_WEBHOOK_TIMEOUT"
@@ -61,18 +62,21 @@ def _seconds(environ: Mapping[str, str], name: str, default: float, *, allow_zer
 
 
 def notifier_from_env(environ: Mapping[str, str] = os.environ) -> WebhookNotifier | None:
-    """A notifier for $SLACK_WEBHOOK_URL (None when it is unset or empty), with its timeout and
-    grace from $EVENTGATE_WEBHOOK_TIMEOUT and $EVENTGATE_WEBHOOK_GRACE; a malformed setting is
-    a ConfigError before anything runs, so a typo fails loudly instead of silencing the hook."""
+    """A notifier for $SLACK_WEBHOOK_URL and the guide's $EMAIL_ALERTS (eventgate.migrate.mail;
+    None when neither is set), with its timeout and grace from $EVENTGATE_WEBHOOK_TIMEOUT and
+    $EVENTGATE_WEBHOOK_GRACE; a malformed setting is a ConfigError before anything runs, so a
+    typo fails loudly instead of silencing the notifications."""
+    timeout_s = _seconds(environ, TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S, allow_zero=False)
+    grace_s = _seconds(environ, GRACE_VARIABLE, DEFAULT_GRACE_S, allow_zero=True)
+    channels: list[DeliveryQueue] = []
     url = environ.get(URL_VARIABLE, "").strip()
-    if not url:
-        return None
-    parse_webhook_url(url, URL_VARIABLE)  # so that the error names the variable to fix
-    return WebhookNotifier(
-        url,
-        timeout_s=_seconds(environ, TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S, allow_zero=False),
-        grace_s=_seconds(environ, GRACE_VARIABLE, DEFAULT_GRACE_S, allow_zero=True),
-    )
+    if url:
+        parse_webhook_url(url, URL_VARIABLE)  # so that the error names the variable to fix
+        channels.append(WebhookQueue(url, timeout_s=timeout_s, grace_s=grace_s))
+    email = email_from_env(environ, timeout_s=timeout_s, grace_s=grace_s)
+    if email is not None:
+        channels.append(email)
+    return WebhookNotifier(channels=channels) if channels else None
 
 
 def _first_line(text: str) -> str:
@@ -91,15 +95,48 @@ def _span(labels: Sequence[str]) -> str:
     return f"{version(labels[0])}…{version(labels[-1])}"
 
 
-class WebhookNotifier:
-    """A ProgressSink posting to a Slack-compatible webhook: the run's start and end, one line
-    per migration, and notes. Every method only formats a line and hands it to the webhook's
-    queue: none blocks on the network, none raises because of the webhook."""
+class _AllChannels:
+    """Every channel as one: a line to each, their warnings together."""
 
-    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 grace_s: float = DEFAULT_GRACE_S, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
-        self._hook = WebhookQueue(url, timeout_s=timeout_s, grace_s=grace_s,
-                                  max_queue=max_queue)
+    def __init__(self, channels: list[DeliveryQueue]) -> None:
+        self.channels = channels
+        first = channels[0]
+        self.origin = ", ".join(c.origin for c in channels)
+        self.timeout_s, self.grace_s = first.timeout_s, first.grace_s
+
+    def put(self, text: str, *, essential: bool) -> None:
+        for channel in self.channels:
+            channel.put(text, essential=essential)
+
+    def close(self, grace_s: float | None, *, run: str) -> list[str]:
+        # Each channel waits in parallel, so the whole costs one grace, not one per channel.
+        for channel in self.channels:
+            channel.begin_close()
+        return [w for channel in self.channels for w in channel.close(grace_s, run=run)]
+
+    def join(self, timeout: float | None = None) -> bool:
+        return all(channel.join(timeout) for channel in self.channels)
+
+    def stats(self) -> NotifierStats:
+        return self.channels[0].stats()
+
+
+class WebhookNotifier:
+    """A ProgressSink posting to a Slack-compatible webhook and/or sending email: the run's
+    start and end, one line per migration, and notes. Every method only formats a line and
+    hands it to the channels' queues: none blocks on the network, none raises because of a
+    channel."""
+
+    def __init__(self, url: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 grace_s: float = DEFAULT_GRACE_S, max_queue: int = DEFAULT_MAX_QUEUE,
+                 channels: list[DeliveryQueue] | None = None) -> None:
+        # The webhook of `url`, or the channels given (a webhook, email: notifier_from_env).
+        self.channels: list[DeliveryQueue] = list(channels or []) + (
+            [WebhookQueue(url, timeout_s=timeout_s, grace_s=grace_s, max_queue=max_queue)]
+            if url else [])
+        if not self.channels:
+            raise ValueError("a notifier needs a webhook URL or a channel")
+        self._hook = _AllChannels(self.channels)
         self._action: str | None = None
         self._target: str | None = None
         self._current: str | None = None
