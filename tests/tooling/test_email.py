@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,26 @@ def test_a_bad_email_setting_is_refused_before_anything_runs() -> None:
         notifier_from_env({"EMAIL_ALERTS": "admin-at-example"})
     with pytest.raises(ConfigError, match="SMTP_PORT='smtp' is not a port number"):
         notifier_from_env({"EMAIL_ALERTS": "a@b.org", "SMTP_PORT": "smtp"})
+
+
+@pytest.mark.destructive
+def test_backup_restore_and_the_gates_verdict_are_sent_too(
+        migrated_db: Database, smtp: tuple[Inbox, int], tmp_path: Path) -> None:
+    inbox, port = smtp
+    env = _env(port)
+    backups = str(tmp_path / "backups")
+    for verb in (["backup", "--verify", "--backup-dir", backups],
+                 ["restore", "--latest", "--yes", "--backup-dir", backups],
+                 ["gate", "--reports", str(tmp_path / "reports")]):
+        run = subprocess.run([sys.executable, "-m", "eventgate.cli", *verb, "--dsn",
+                              migrated_db.dsn], env=env, capture_output=True, text=True,
+                             timeout=600, cwd=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+    subjects = [" ".join(str(m["Subject"]).split()) for m in inbox.messages]
+    assert [s.split(" on ")[0] for s in subjects if " on " in s][:3] == [
+        "[eventgate] eventgate backup", "[eventgate] eventgate restore",
+        "[eventgate] eventgate gate"]
+    assert any(s.startswith("[eventgate] backed up ") and s.endswith(", verified")
+               for s in subjects), subjects
+    assert any(s.startswith(f"[eventgate] restored {migrated_db.name} from ") for s in subjects)
+    assert any(s.startswith("[eventgate] gate GO on ") for s in subjects), subjects

@@ -14,8 +14,15 @@ from rich.markup import escape
 
 from eventgate import dsn as dsn_mod
 from eventgate import operator_env
-from eventgate.cli.common import DEFAULT_BACKUP_DIR, given_backup_dir, require_dsn
+from eventgate.cli.common import (
+    DEFAULT_BACKUP_DIR,
+    given_backup_dir,
+    notifier,
+    require_dsn,
+    warn,
+)
 from eventgate.cli.console import console, spinner
+from eventgate.migrate.notify import WebhookNotifier, notifying
 from eventgate.safety.backup import take_backup
 from eventgate.safety.catalog import BackupRecord
 from eventgate.safety.restore import plan_restore, restore_latest
@@ -52,10 +59,16 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if not quiet:
         console.print(f"backing up {dsn_mod.describe(dsn)} into {directory}/")
     started = time.monotonic()
-    with spinner("pg_dump") as progress:
-        record = take_backup(dsn, directory, verify=args.verify, progress=progress,
-                             bindir=args.pg_bindir)
-    took = time.monotonic() - started
+    announce = notifier()
+    with notifying(announce, None, warn):
+        if announce is not None:
+            announce.started("backup", dsn_mod.describe(dsn))
+        with spinner("pg_dump") as progress:
+            record = take_backup(dsn, directory, verify=args.verify, progress=progress,
+                                 bindir=args.pg_bindir)
+        took = time.monotonic() - started
+        if announce is not None:
+            _announce_backup(announce, record, took)
     verification = record.verification
     ok = verification is None or verification.ok
     if quiet:
@@ -91,6 +104,17 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _announce_backup(announce: WebhookNotifier, record: BackupRecord, took: float) -> None:
+    verification = record.verification
+    what = (f"{record.dump_file} of {record.database}, {human_bytes(record.size_bytes)}, in "
+            f"{took:.1f} s")
+    if verification is not None and not verification.ok:
+        announce.failed(f"NOT VERIFIED: {what}: " + "; ".join(verification.problems[:3]))
+    else:
+        announce.succeeded(f"backed up {what}"
+                           + (", verified" if verification is not None else ", not verified"))
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     """Replace the database with its latest verified backup from --backup-dir. The backup is
     restored into a new database and checked table by table against its checksums; then the
@@ -115,8 +139,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not args.yes:
         console.print("nothing changed: add --yes to restore")
         return NOT_CONFIRMED
-    with spinner("restoring") as progress:
-        report = restore_latest(dsn, directory, progress=progress, bindir=args.pg_bindir)
+    announce = notifier()
+    with notifying(announce, None, warn):
+        if announce is not None:
+            announce.started("restore", dsn_mod.describe(dsn))
+        with spinner("restoring") as progress:
+            report = restore_latest(dsn, directory, progress=progress, bindir=args.pg_bindir)
+        if announce is not None:
+            announce.succeeded(f"restored {report.database} from {record.dump_file} in "
+                               f"{report.duration_s:.1f} s; the previous database is kept as "
+                               f"{report.previous_database}")
     console.print(
         f"[green]restored[/] {report.database} from {record.dump_file} (taken "
         f"{_when(record.created_at)}, {_migration(record)}) in {report.duration_s:.2f} s: "

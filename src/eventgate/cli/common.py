@@ -16,6 +16,7 @@ from eventgate import operator_env
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.cli.console import console
 from eventgate.errors import ConfigError
+from eventgate.migrate.notify import WebhookNotifier, notifier_from_env
 from eventgate.pg.connect import connect
 
 # A verb's command function: the parsed arguments in, the exit code out.
@@ -62,6 +63,17 @@ def given_backup_dir(args: argparse.Namespace) -> Path:
 def connect_target(dsn: str) -> psycopg.Connection:
     """An autocommit session; "could not connect to <target>: ..." when out of reach."""
     return connect(dsn, application_name=APPLICATION_NAME)
+
+
+def notifier() -> WebhookNotifier | None:
+    """The webhook and email channels from the environment; a malformed setting turns
+    notifications off with a warning, never stops a migration, a backup or an emergency
+    rollback."""
+    try:
+        return notifier_from_env()
+    except ConfigError as exc:
+        warn(f"notifications off: {exc}")
+        return None
 
 
 def warn(text: str) -> None:

@@ -10,10 +10,12 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from eventgate.cli.common import given_dsn
+from eventgate import dsn as dsn_mod
+from eventgate.cli.common import given_dsn, notifier, warn
 from eventgate.cli.console import console
 from eventgate.gate.run import run_gate
 from eventgate.gate.verdict import Verdict
+from eventgate.migrate.notify import WebhookNotifier, notifying
 from eventgate.seed.choice import SEED_ENV, choose_seed, replay_hint
 from eventgate.seed.profiles import PROFILES
 from eventgate.seed.scales import SCALES
@@ -72,6 +74,19 @@ def _print_verdict(verdict: Verdict, seed: int | None, reports: str) -> None:
                   "(junit.xml, allure-results/, verdict.json)")
 
 
+def _announce_verdict(announce: WebhookNotifier, verdict: Verdict) -> None:
+    passed = sum(t.passed for t in verdict.suites.values())
+    if verdict.go:
+        unproven = f", {len(verdict.not_proven)} not proven" if verdict.not_proven else ""
+        announce.succeeded(f"gate GO on {verdict.target}: {passed} passed{unproven} in "
+                           f"{verdict.duration_s:.0f} s")
+        return
+    first = verdict.failed[0] if verdict.failed else None
+    announce.failed(f"NO-GO: {len(verdict.failed)} gate(s) failed"
+                    + (f", first {first.suite} {first.test}" if first else "")
+                    + (f"; {verdict.problem}" if verdict.problem else ""))
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     """Run the acceptance suites (integrity, compat, performance, functional) and write
     reports/junit.xml, reports/allure-results/ and reports/verdict.json; exit 1 on no-go.
@@ -81,10 +96,18 @@ def cmd_gate(args: argparse.Namespace) -> int:
     seed = None if dsn else choose_seed(args.seed)
     if seed is not None:
         console.print(f"seed {seed} ({replay_hint(seed)})")
-    verdict = run_gate(dsn=dsn, bundle=args.bundle, scale=args.scale, seed=seed,
-                       extra_env={"EVENTGATE_PROFILE": args.profile} if args.profile else None,
-                       base_url=args.base_url or os.environ.get("EVENTGATE_BASE_URL"),
-                       reports=Path(args.reports), pytest_args=_pytest_args(args),
-                       require_proof=args.require_proof)
+    announce = notifier()
+    target = dsn_mod.describe(dsn) if dsn else "the embedded PostgreSQL"
+    with notifying(announce, None, warn):
+        if announce is not None:
+            announce.started("gate", target)
+        verdict = run_gate(dsn=dsn, bundle=args.bundle, scale=args.scale, seed=seed,
+                           extra_env={"EVENTGATE_PROFILE": args.profile} if args.profile
+                           else None,
+                           base_url=args.base_url or os.environ.get("EVENTGATE_BASE_URL"),
+                           reports=Path(args.reports), pytest_args=_pytest_args(args),
+                           require_proof=args.require_proof)
+        if announce is not None:
+            _announce_verdict(announce, verdict)
     _print_verdict(verdict, seed, args.reports)
     return 0 if verdict.go else 1

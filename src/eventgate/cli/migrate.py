@@ -23,9 +23,12 @@ from eventgate.cli.common import (
     require_dsn,
     warn,
 )
+from eventgate.cli.common import (
+    notifier as from_environment,
+)
 from eventgate.cli.console import RichProgress, console, status_table, steps_table
 from eventgate.errors import ConfigError
-from eventgate.migrate.notify import Tee, WebhookNotifier, notifier_from_env, notifying
+from eventgate.migrate.notify import Tee, WebhookNotifier, notifying
 from eventgate.migrate.runner import DryRunOverBudget, ProgressSink, Runner
 from eventgate.safety.preflight.backup import check_backup
 from eventgate.safety.preflight.check import Options
@@ -89,16 +92,6 @@ def _runner(args: argparse.Namespace, conn: psycopg.Connection, progress: Progre
                   verify_rollbacks=not getattr(args, "no_verify", False),
                   batch_rows=getattr(args, "batch_rows", None),
                   batch_pause_ms=getattr(args, "batch_pause", None))
-
-
-def _notifier() -> WebhookNotifier | None:
-    """The webhook from the environment; a malformed setting turns notifications off with a
-    warning, never stops a migration or an emergency rollback."""
-    try:
-        return notifier_from_env()
-    except ConfigError as exc:
-        warn(f"notifications off: {exc}")
-        return None
 
 
 def _expectation_failures(conn: psycopg.Connection, bundle: Bundle) -> list[str]:
@@ -216,7 +209,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     console.print(f"target: {target}")
     progress = RichProgress("dry-running" if args.dry_run else "applying")
     # Only --execute is announced: a dry run or a validation changes nothing.
-    notifier = _notifier() if args.execute else None
+    notifier = from_environment() if args.execute else None
     sink = Tee(progress, notifier)
     with notifying(notifier, sink, warn), connect_target(dsn) as conn:
         runner = _runner(args, conn, sink)
@@ -235,7 +228,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     target = _rollback_target(args.to)
     described = dsn_mod.describe(dsn)
     progress = RichProgress("rolling back")
-    notifier = _notifier()
+    notifier = from_environment()
     sink = Tee(progress, notifier)
     with notifying(notifier, sink, warn), connect_target(dsn) as conn:
         if notifier is not None:

@@ -42,9 +42,11 @@ _MAX_DETAIL = 300
 BATCH_POST_S = 60.0  # at most one backfill progress line a minute
 _VERSION = re.compile(r"\d+")
 
-_ICONS = {"migrate": ":arrow_forward:", "rollback": ":rewind:"}
+_ICONS = {"migrate": ":arrow_forward:", "rollback": ":rewind:", "backup": ":floppy_disk:",
+          "restore": ":leftwards_arrow_with_hook:", "gate": ":vertical_traffic_light:"}
 _DONE = {"migrate": "applied", "rollback": "rolled back"}
-_NOUN = {"migrate": "migration", "rollback": "rollback"}
+_NOUN = {"migrate": "migration", "rollback": "rollback", "backup": "backup",
+         "restore": "restore", "gate": "gate run"}
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float, *, allow_zero: bool) -> float:
