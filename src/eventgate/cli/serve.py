@@ -13,8 +13,11 @@ from eventgate.cli.console import console
 
 
 def configure_serve(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    # HOST and PORT: what a container sets (deploy/Dockerfile: 0.0.0.0 and the guide's 3000).
+    p.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1",
+                   help="address to listen on [env HOST; default 127.0.0.1]")
+    p.add_argument("--port", type=_port, default=os.environ.get("PORT") or "8000",
+                   help="port to listen on [env PORT; default 8000]")
     p.add_argument("--admin-token", help="bearer token for POST /api/plugins/reload "
                    "[env EVENTGATE_ADMIN_TOKEN]")
     p.add_argument("--log-level", default="warning")
@@ -23,9 +26,16 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
                    "reference engine)")
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number")
+    return int(text)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the reference Event Management Engine (events API, plugins, /health, /metrics)
-    against a migrated database; the admin token enables POST /api/plugins/reload."""
+    against a migrated database (--dsn, EVENTGATE_DSN or DATABASE_URL, as the guide's compose
+    files give it); the admin token enables POST /api/plugins/reload."""
     # Imported here: the web stack is heavy and only this verb needs it.
     import uvicorn
 
