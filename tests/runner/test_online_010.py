@@ -202,3 +202,28 @@ def test_progress_is_reported_per_batch(legacy_db: Database, reference_bundle: B
     assert f"{guests[0]:,} of {guests[0]:,} rows (100 %)" in invitations[-1]
     assert "rows/s" in invitations[-1] and "ETA 0:00:00" in invitations[-1]
 
+
+
+def test_a_run_whose_file_was_fixed_after_it_failed_is_undone_and_then_runs(
+        legacy_db: Database, bundle_copy: Path, reference_bundle: Bundle) -> None:
+    """The usual way a run is left part-way: a phase fails because of the file. The fixed file
+    cannot resume what the broken one began, but it can undo it, held to the catalog from
+    before the run."""
+    path = bundle_copy / "migrations" / "010_wedding_data_migration.sql"
+    verify = "-- eventgate:phase verify\n"
+    path.write_text(path.read_text().replace(
+        verify, f"{verify}DO $$ BEGIN RAISE EXCEPTION 'a typo in verify'; END $$;\n", 1))
+    with legacy_db.connect() as conn:
+        Runner(conn, reference_bundle).execute(to=9)
+        before = fingerprint(conn)
+        with pytest.raises(MigrationError, match="a typo in verify"):
+            Runner(conn, load_bundle(bundle_copy)).execute()
+        fixed = Runner(conn, reference_bundle)
+        with pytest.raises(MigrationError, match="was edited while a run of it was part-way"):
+            fixed.execute()
+        [undone] = fixed.rollback()
+        assert undone.verified == "the catalog as it was before the run began"
+        assert any("undone with the abort phases of the file as it is now" in w
+                   for w in fixed.warnings)
+        assert differences(before, fingerprint(conn)) == []
+        assert [r.version for r in fixed.execute()] == [10]

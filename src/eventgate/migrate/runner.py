@@ -202,10 +202,13 @@ class Runner:
         not in the ledger, so the rollback script (which undoes a finished run) does not fit."""
         migration = self.bundle.migration(part.version)
         if migration.sha256 != part.sha256:
-            raise MigrationError(
-                f"{part.describe()}, but {migration.label} was edited since it started (sha256 "
-                f"{part.sha256[:12]}… then, {migration.sha256[:12]}… now); restore the file it "
-                "started with (its abort phases undo what that file did), then roll back again")
+            # Allowed: the file is often edited because a phase of it failed. Its abort phases
+            # now on disk do the undo, and the catalog is still held to what it was before the
+            # run began, so an undo that does not fit the run is refused, not half done.
+            self.warnings.append(
+                f"{migration.label} was edited since the part-way run began (sha256 "
+                f"{part.sha256[:12]}… then, {migration.sha256[:12]}… now): undone with the "
+                "abort phases of the file as it is now")
         return OnlineRun(self, migration, self._phases_of(migration)).abort(part)
 
     # -- the steps ---------------------------------------------------------------------------
