@@ -200,10 +200,16 @@ class LockProbes:
                 return
             while not self._stop.wait(self.interval_s):
                 for probe in self._waiting(SAMPLE_AFTER_S):
+                    attempt = probe._current
                     row = conn.execute(BLOCKERS, {"pid": probe.pid, "modes": MODES}).fetchone()
-                    if row is not None and probe._current is not None:
-                        probe._blocker = Blocker(int(row[0]), str(row[1] or ""), str(row[2]),
-                                                 str(row[3]), float(row[4] or 0.0))
+                    # Only for the attempt it was asked about, and never a blocker whose lock
+                    # it could not see (the wait ending as it looked) over one it saw.
+                    if row is None or attempt is None or probe._current != attempt:
+                        continue
+                    if str(row[2]) == "?" and probe._blocker is not None:
+                        continue
+                    probe._blocker = Blocker(int(row[0]), str(row[1] or ""), str(row[2]),
+                                             str(row[3]), float(row[4] or 0.0))
             # Stopping: an attempt still queued behind a lock would keep its thread waiting.
             for probe in self._waiting(0.0):
                 conn.execute("SELECT pg_cancel_backend(%s)", (probe.pid,))
