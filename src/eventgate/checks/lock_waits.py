@@ -26,9 +26,10 @@ from typing import Any
 
 import psycopg
 
-from eventgate.bundle import Bundle
+from eventgate.bundle import Bundle, LockBudget
 from eventgate.checks.result import CheckResult
-from eventgate.migrate.lock_probe import LockProbes
+from eventgate.migrate.lock_probe import APPLICATION_NAME, LockProbes
+from eventgate.pg.connect import connect
 
 CHECK = "lock waits"
 WRITER_BLOCKING = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
@@ -134,26 +135,38 @@ def shared_tables(conn: psycopg.Connection, legacy: list[str]) -> list[tuple[str
     return [(str(t), str(k)) for t, k in rows]
 
 
+def watch(dsn: str, bundle: Bundle) -> tuple[LockRecorder, list[tuple[str, str]]]:
+    """The recorder for the bundle's legacy names and the shared tables of the database at
+    `dsn`, and those shared tables with their keys (for LockProbes(shared=...))."""
+    legacy = [m.legacy_table for m in bundle.mapping.values()]
+    with connect(dsn, application_name=APPLICATION_NAME, who="the lock gate") as conn:
+        shared = shared_tables(conn, legacy)
+    return LockRecorder(legacy + [t for t, _ in shared]), shared
+
+
+def too_many_rows(holds: list[Hold], budget: LockBudget) -> list[str]:
+    """A line per hold over max_rows_under_write_lock, the most rows first."""
+    return [f"rows under a lock that blocks writers: {h.describe()}, over the budget of "
+            f"{budget.max_rows_under_write_lock:,} rows ([locks] max_rows_under_write_lock)"
+            for h in sorted(holds, key=lambda h: -h.rows)
+            if h.rows > budget.max_rows_under_write_lock]
+
+
 def lock_gate(dsn: str, bundle: Bundle,
               migrate: Callable[[LockRecorder], object]) -> CheckResult:
     """Run `migrate` (which runs the bundle's pending migrations on the database at `dsn` with
     the recorder as the runner's observer) under the probes, and judge the waits."""
     budget = bundle.expectations.locks
-    legacy = [m.legacy_table for m in bundle.mapping.values()]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        shared = shared_tables(conn, legacy)
-    recorder = LockRecorder(legacy + [t for t, _ in shared])
+    recorder, shared = watch(dsn, bundle)
     started = time.monotonic()
     with LockProbes(dsn, bundle, shared=shared) as probes:
         migrate(recorder)
     took = time.monotonic() - started
-    subject = (f"{len(legacy)} legacy names and {len(shared)} shared tables, while "
+    subject = (f"{len(recorder.watched) - len(shared)} legacy names and {len(shared)} shared "
+               "tables, while "
                f"{bundle.root.name} migrated ({took:.1f} s)")
     holds = recorder.holds()
-    too_many = [h for h in holds if h.rows > budget.max_rows_under_write_lock]
-    breaches = [f"rows under a lock that blocks writers: {h.describe()}, over the budget of "
-                f"{budget.max_rows_under_write_lock:,} rows ([locks] max_rows_under_write_lock)"
-                for h in sorted(too_many, key=lambda h: -h.rows)]
+    breaches = too_many_rows(holds, budget)
     waits: dict[str, Any] = {}
     for kind, limit_ms in (("write", budget.max_write_wait_ms), ("read", budget.max_read_wait_ms)):
         worst = probes.longest(kind)

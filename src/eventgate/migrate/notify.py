@@ -120,6 +120,7 @@ class _AllChannels:
         return all(channel.join(timeout) for channel in self.channels)
 
     def stats(self) -> NotifierStats:
+        """The first channel's (the webhook's, when there is one): what tests of it read."""
         return self.channels[0].stats()
 
 

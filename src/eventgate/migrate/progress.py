@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from eventgate.migrate.exports import ExportedSet
+from eventgate.migrate.statements import summary
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,6 @@ class BatchProgress:
                 f"{share}, {self.rate:,.0f} rows/s{eta}")
 
     def statement_report(self, statement: str) -> StatementReport:
-        from eventgate.migrate.statements import summary
-
         return StatementReport(summary(statement), f"BACKFILL {self.batches} batches, longest "
                                f"{self.longest_s * 1000:.0f} ms", self.copied, self.seconds)
 

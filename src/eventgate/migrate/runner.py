@@ -136,10 +136,11 @@ class Runner:
         with self._runner_lock():
             self._refuse_on_ledger_problems()
             self._parse_first(self.pending(to))
-            for part in resume.read(self.conn):
-                raise MigrationError(f"{part.describe()}; a dry run rehearses migrations from "
-                                     "their start: finish it (eventgate migrate --execute) or "
-                                     "undo it (--rollback) first; nothing was changed")
+            part_way = resume.read(self.conn)
+            if part_way:
+                raise MigrationError(f"{part_way[0].describe()}; a dry run rehearses migrations "
+                                     "from their start: finish it (eventgate migrate --execute) "
+                                     "or undo it (--rollback) first; nothing was changed")
             before = snapshot.sequence_positions(self.conn)
             reports = locking.retry_on_lock_timeout(
                 self.conn, lambda: self._dry_run_attempt(to), "the dry run",

@@ -20,7 +20,7 @@ import psycopg
 
 from eventgate import dsn as dsn_mod
 from eventgate.bundle import Bundle, LockBudget
-from eventgate.checks.lock_waits import LockRecorder, shared_tables
+from eventgate.checks.lock_waits import too_many_rows, watch
 from eventgate.checks.rollback_round_trip import round_trip_to_base
 from eventgate.errors import BackupError, EventgateError
 from eventgate.gate.run import run_gate
@@ -226,10 +226,7 @@ def _session(dsn: str) -> psycopg.Connection:
 def _migrate(dsn: str, bundle: Bundle, result: Rehearsal, report: Progress) -> None:
     """The migration with the probes running; per migration its time, rows and waits."""
     sink = _Windows(report)
-    legacy = [m.legacy_table for m in bundle.mapping.values()]
-    with _session(dsn) as conn:
-        shared = shared_tables(conn, legacy)
-    recorder = LockRecorder(legacy + [t for t, _ in shared])
+    recorder, shared = watch(dsn, bundle)
     with LockProbes(dsn, bundle, shared=shared) as probes, _session(dsn) as conn:
         runner = Runner(conn, bundle, progress=sink, observer=recorder)
         if not runner.pending():
@@ -237,12 +234,9 @@ def _migrate(dsn: str, bundle: Bundle, result: Rehearsal, report: Progress) -> N
                               "to rehearse")
         steps = runner.execute()
     result.problems += [f"lock probe: {e}" for e in probes.errors()]
-    result.holds = [vars(h) for h in recorder.holds()]
-    result.problems += [
-        f"a lock that blocks writers was held over too many rows: {h.describe()} (budget "
-        f"{bundle.expectations.locks.max_rows_under_write_lock:,}, [locks] "
-        "max_rows_under_write_lock)" for h in recorder.holds()
-        if h.rows > bundle.expectations.locks.max_rows_under_write_lock]
+    holds = recorder.holds()
+    result.holds = [vars(h) for h in holds]
+    result.problems += too_many_rows(holds, bundle.expectations.locks)
     for step in steps:
         since, until = sink.windows.get(step.label, (0.0, float("inf")))
         waits = []
