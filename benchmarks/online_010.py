@@ -487,10 +487,13 @@ def main() -> None:
     parser.add_argument("--batch-pause-ms", type=int, default=None)
     parser.add_argument("--warmup", type=float, default=5.0,
                         help="seconds of traffic before 010 starts (and after it ends)")
+    parser.add_argument("--bundle", default=None, help="a bundle directory (default: the "
+                        "reference bundle)")
+    parser.add_argument("--out", default=str(OUT), help="where the JSON goes")
     args = parser.parse_args()
     found, _ = locate(None)
     assert found is not None, "no PostgreSQL server binaries"
-    bundle = load_bundle()
+    bundle = load_bundle(args.bundle)
     plan = SeedPlan(args.weddings, args.guests, seed=42, tenants=min(1000, args.weddings // 100
                                                                       or 3))
     cluster = LocalCluster(found)
@@ -620,10 +623,10 @@ def main() -> None:
         result["server_log"] = server_log(cluster.logfile)
         cluster.stop()
     result["passed"] = passed(result)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
     print_table(result)
-    console.print(f"wrote {OUT}")
+    console.print(f"wrote {Path(args.out)}")
     if failure is not None:
         raise SystemExit(1)
 
