@@ -21,6 +21,9 @@ from eventgate.pg.databases import Database
 pytestmark = pytest.mark.destructive
 
 READ_TIMEOUT_MS = 10_000
+# The writer updates these many guests in turn: more than it writes after a migration ends,
+# so updates a broken copy lost are not all overwritten before the writer stops.
+CYCLED_GUESTS = 200
 T = TypeVar("T")
 
 
@@ -104,7 +107,7 @@ def _under_traffic(db: Database, operation: Callable[[psycopg.Connection], T]
             "SELECT id, tenant_id FROM wedding_events WHERE wedding_date IS NOT NULL "
             "ORDER BY id LIMIT 1").fetchone() or (None, None)
         guest_ids = [r[0] for r in conn.execute(
-            "SELECT id FROM wedding_invitations ORDER BY id LIMIT 25").fetchall()]
+            "SELECT id FROM wedding_invitations ORDER BY id LIMIT %s", (CYCLED_GUESTS,)).fetchall()]
         wedding_ids = [r[0] for r in conn.execute(
             "SELECT id FROM wedding_events ORDER BY id LIMIT 10").fetchall()]
     traffic, stop = Traffic(), threading.Event()
@@ -228,8 +231,23 @@ def test_a_copy_that_does_not_carry_every_write_is_caught_losing_writes(
         "CREATE TRIGGER carry_legacy_writes AFTER INSERT OR UPDATE OR DELETE "
         "ON wedding_invitations",
         "CREATE TRIGGER carry_legacy_writes AFTER INSERT ON wedding_invitations")
+    # Before the switch, wait (at most 30 s) until the writer has updated every guest it cycles
+    # through since they were copied. A fixed sleep was flaky both ways: too few updates on a
+    # loaded machine, and on an idle one the writer's updates after the switch (through the
+    # views, so carried) overwrote every stale row before it stopped.
+    wait_for_writer = f"""DO $$ BEGIN
+  FOR i IN 1..600 LOOP
+    EXIT WHEN (SELECT count(*) FROM (SELECT id FROM wedding_invitations ORDER BY id
+                                      LIMIT {CYCLED_GUESTS}) t
+                 JOIN wedding_invitations w USING (id) JOIN event_participants p USING (id)
+                WHERE p.metadata->>'dietary_notes' IS DISTINCT FROM w.dietary_notes)
+              >= {CYCLED_GUESTS};
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+"""
     verify = "-- eventgate:phase verify\n"
-    path.write_text(text.replace(verify, f"{verify}SELECT pg_sleep(0.5);\n", 1))
+    path.write_text(text.replace(verify, f"{verify}{wait_for_writer}", 1))
     traffic, _, _ = _run_with_traffic(legacy_db, load_bundle(bundle_copy))
     with legacy_db.connect() as conn:
         problems = _lost_or_doubled(conn, traffic)
