@@ -2,7 +2,8 @@
 of the same rows measured in the same run.
 
   seeding   the legacy database at production scale (as prod_scale.py), then 006-009
-  online    010 with the runner (expand, a backfill per legacy table in batches, verify, switch)
+  online    010 with the runner (expand, a backfill per legacy table in batches, the rebuild of
+            what the backfill set aside, verify, switch)
             while the old application writes through the legacy names at a fixed rate (open
             loop, several connections: invitation inserts for existing weddings, dietary_notes
             updates of existing invitations - copied ones too - and wedding inserts) and reads
@@ -13,7 +14,8 @@ of the same rows measured in the same run.
             tables into bare copies, plus the same index builds), timed; WAL of both
 
 Targets: longest write wait <= 1 s, >= 200 writes/s, 0 writes lost or duplicated,
-backfill time <= 2 x the raw copy. Writes reports/benchmarks/online_010.json and prints a table.
+backfill time (its batches and the rebuild of the indexes and foreign key it set aside) <= 2 x
+the raw copy. Writes reports/benchmarks/online_010.json and prints a table.
 
     python benchmarks/online_010.py [--weddings 100000] [--guests 100] [--rate 250]
 """
@@ -52,6 +54,8 @@ console = Console(highlight=False, width=110)
 LEGACY_NAMES = ("wedding_events", "wedding_invitations", "wedding_sections")
 GUEST_PREFIX = "online010 guest "
 SLUG_PREFIX = "online010-"
+# The statement that ends the rebuild of what the backfill set aside (its foreign key's check).
+REBUILT_BY = "VALIDATE CONSTRAINT"
 TARGETS = {"longest_write_wait_s": 1.0, "writes_per_s": 200.0, "backfill_ratio_to_raw": 2.0}
 
 
@@ -135,8 +139,15 @@ class Clock:
             return {}
         backfill_start = self.tables[self.order[0]].first_start
         last_batch = max(t.last_end for t in self.tables.values())
-        after = [t for t, _ in self.statements if t > last_batch]
-        verify_start = after[0] if after else last_batch
+        after = [(t, text) for t, text in self.statements if t > last_batch]
+        verify_start = after[0][0] if after else last_batch
+        # What the backfill set aside, built back: from the last batch up to the foreign key's
+        # validation, included (the rebuild and reattach phases, and verify's first statement).
+        validated = next((n for n, (_, text) in enumerate(after) if REBUILT_BY in text), None)
+        rebuild = None
+        if validated is not None and validated + 1 < len(after):
+            rebuild = (last_batch, after[validated + 1][0])
+            verify_start = rebuild[1]
         switch_start = next((t for t, text in self.statements
                              if t > last_batch and text.startswith("LOCK TABLE")), verify_start)
         spans = {"expand": (self.began, backfill_start)}
@@ -144,6 +155,8 @@ class Clock:
             end = (self.tables[self.order[n + 1]].first_start if n + 1 < len(self.order)
                    else verify_start)
             spans[f"backfill:{name}"] = (self.tables[name].first_start, end)
+        if rebuild is not None:
+            spans["rebuild"] = rebuild
         spans["verify"] = (verify_start, switch_start)
         spans["switch"] = (switch_start, self.ended)
         return spans
@@ -586,11 +599,16 @@ def main() -> None:
                 for name, waits in traffic.reads.items()}
             result["reader_errors"] = sorted(set(traffic.read_errors))[:20]
             result["reader_error_count"] = len(traffic.read_errors)
-            backfill_s = sum(t.seconds for t in clock.tables.values())
+            batches_s = sum(t.seconds for t in clock.tables.values())
             copied = sum(t.copied for t in clock.tables.values())
             spans = clock.phases() if clock.ended is not None else {}
+            rebuild_s = (spans["rebuild"][1] - spans["rebuild"][0]) if "rebuild" in spans else 0.0
+            # Compared with the raw copy, which builds every index once at its end: the batches
+            # and the rebuild of what they set aside.
+            backfill_s = batches_s + rebuild_s
             result["online"] = {
                 "total_s": online_s, "backfill_s": backfill_s,
+                "backfill_batches_s": batches_s, "rebuild_s": rebuild_s,
                 "backfill_wall_s": sum(b - a for n, (a, b) in spans.items()
                                        if n.startswith("backfill:")),
                 "phases_s": {n: b - a for n, (a, b) in spans.items()},
@@ -694,7 +712,9 @@ def print_table(result: dict[str, Any]) -> None:
                       "0 / 0", mark(ok["none_lost_or_duplicated"]))
     if online:
         table.add_row("010 total", f"{online['total_s']:.1f} s", "", "")
-        table.add_row("backfill (sum of batches)", f"{online['backfill_s']:.1f} s",
+        table.add_row("backfill (batches + rebuild)", f"{online['backfill_s']:.1f} s "
+                      f"({online.get('backfill_batches_s', 0):.1f} + "
+                      f"{online.get('rebuild_s', 0):.1f})",
                       f"{raw.get('seconds', 0):.1f} s raw" if raw else "",
                       mark(ok["backfill_le_2x_raw"]))
         if ratios:

@@ -31,6 +31,9 @@ def _in_one_transaction(text: str) -> str:
         "SELECT set_config('eventgate.batch_after', '-9223372036854775808', true),\n"
         "       set_config('eventgate.batch_upto', '9223372036854775807', true);\n"), 1
     ).replace("-- eventgate:backfill", "-- was a phase: backfill").replace(
+        "-- eventgate:concurrently rebuild", "-- was a phase: rebuild").replace(
+        "CREATE INDEX CONCURRENTLY", "CREATE INDEX").replace(
+        "-- eventgate:phase reattach", "-- was a phase: reattach").replace(
         "-- eventgate:phase verify", "-- was a phase: verify").replace(
         "-- eventgate:phase switch", "-- was a phase: switch")
 

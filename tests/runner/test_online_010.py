@@ -2,15 +2,10 @@
 batch that fails leaves a truthful ledger (010 not applied), legacy tables as the old
 application wrote them, and a place the next run resumes from, or undoes."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import psycopg
 import pytest
+from online_runs import applied, kill_in_pause, paused_bundle
 
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.snapshot import differences, fingerprint
@@ -22,67 +17,19 @@ from eventgate.pg.databases import Database
 
 pytestmark = pytest.mark.destructive
 
-PAUSE = "eventgate.test_pause"
-
-
-def _applied(conn: psycopg.Connection) -> list[int]:
-    return [r[0] for r in conn.execute(
-        "SELECT version FROM eventgate_ledger.migration_ledger ORDER BY 1").fetchall()]
-
-
-def _paused_bundle(bundle_copy: Path, before: str) -> Bundle:
-    """010 with a phase that sleeps, while the database setting PAUSE is on, just before the
-    phase line `before`: a place to kill the runner between two of 010's transactions."""
-    path = bundle_copy / "migrations" / "010_wedding_data_migration.sql"
-    text = path.read_text()
-    assert before in text
-    path.write_text(text.replace(before, "-- eventgate:phase pause\nSELECT pg_sleep(600) WHERE "
-                                 f"current_setting('{PAUSE}', true) = 'on';\n\n{before}", 1))
-    return load_bundle(bundle_copy)
-
-
-def _kill_in_pause(db: Database, bundle_copy: Path) -> None:
-    with db.connect() as conn:
-        conn.execute(f"ALTER DATABASE {db.name} SET {PAUSE} = 'on'")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "eventgate.cli", "migrate", "--execute", "--dsn", db.dsn,
-         "--bundle", str(bundle_copy)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "200"})
-    try:
-        with db.connect() as conn:
-            deadline = time.monotonic() + 120
-            while conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                    "'eventgate migrate' AND query LIKE 'SELECT pg_sleep(600)%' "
-                    "AND state = 'active'").fetchone() != (1,):
-                assert time.monotonic() < deadline, "the runner never reached the pause"
-                assert runner.poll() is None, "the runner ended before the pause"
-                time.sleep(0.05)
-            os.kill(runner.pid, signal.SIGKILL)
-            assert runner.wait(timeout=10) == -signal.SIGKILL
-            conn.execute(f"ALTER DATABASE {db.name} RESET {PAUSE}")
-            deadline = time.monotonic() + 30
-            while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name "
-                               "= 'eventgate migrate'").fetchone() != (0,):
-                assert time.monotonic() < deadline, "the killed runner's session stayed"
-                time.sleep(0.05)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-
 
 @pytest.mark.parametrize("then", ["resume", "undo"])
 def test_kill_9_mid_backfill_leaves_a_truthful_ledger_and_resumes_or_undoes(
         then: str, legacy_db: Database, bundle_copy: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    bundle = _paused_bundle(bundle_copy, "-- eventgate:backfill table=wedding_invitations")
+    bundle = paused_bundle(bundle_copy, "-- eventgate:backfill table=wedding_invitations")
     with legacy_db.connect() as conn:
         Runner(conn, bundle).execute(to=9)
         before_010 = fingerprint(conn)
-    _kill_in_pause(legacy_db, bundle_copy)
+    kill_in_pause(legacy_db, bundle_copy)
     with legacy_db.connect() as conn:
         runner = Runner(conn, bundle)
-        assert _applied(conn) == [6, 7, 8, 9]
+        assert applied(conn) == [6, 7, 8, 9]
         [part] = runner.part_way()
         assert (part.version, part.phase) == (10, "pause")
         # The weddings are copied, the guests not yet; the legacy tables are untouched and keep
@@ -120,7 +67,7 @@ def test_kill_9_mid_backfill_leaves_a_truthful_ledger_and_resumes_or_undoes(
         else:
             [report] = runner.rollback()
             assert report.verified == "the catalog as it was before the run began"
-            assert runner.part_way() == [] and _applied(conn) == [6, 7, 8, 9]
+            assert runner.part_way() == [] and applied(conn) == [6, 7, 8, 9]
             after = fingerprint(conn)
             problems = differences(before_010, after)
             # Only the write made while paused, in wedding_events, and the copies gone.
@@ -134,10 +81,10 @@ def test_a_failed_batch_stops_the_backfill_where_it_was_and_a_rerun_finishes(
     """A legacy row the new schema refuses, written past the triggers (replica role, as a bulk
     load would) after 010's checks ran: its batch fails, named; the batches before it stay
     copied; once the row is fixed, the next run goes on from that batch."""
-    bundle = _paused_bundle(bundle_copy, "-- eventgate:backfill table=wedding_events")
+    bundle = paused_bundle(bundle_copy, "-- eventgate:backfill table=wedding_events")
     with legacy_db.connect() as conn:
         Runner(conn, bundle).execute(to=9)
-    _kill_in_pause(legacy_db, bundle_copy)
+    kill_in_pause(legacy_db, bundle_copy)
     with legacy_db.connect() as conn:
         bad = conn.execute("SELECT max(id) FROM wedding_events").fetchone()
         assert bad is not None
@@ -164,8 +111,9 @@ def test_the_phases_of_010_are_read_as_written(reference_bundle: Bundle) -> None
     assert script.online
     assert [p.name for p in script.forward] == [
         "expand", "backfill:wedding_events", "backfill:wedding_invitations",
-        "backfill:wedding_sections", "verify", "switch"]
-    assert [p.name for p in script.abort] == ["unhook", "delete"]
+        "backfill:wedding_sections", "rebuild", "reattach", "verify", "switch"]
+    assert [p.name for p in script.abort] == ["unhook", "delete", "restore"]
+    assert script.phase("rebuild").kind == "concurrently"
     switch = script.phase("switch")
     assert switch.lock_timeout_ms == 500
 

@@ -58,6 +58,26 @@ def relation_lock_holders(conn: psycopg.Connection) -> str:
     return _describe_sessions(rows) or "no session holds a table lock now"
 
 
+def table_lock_holders(conn: psycopg.Connection) -> str:
+    return f"sessions holding table locks: {relation_lock_holders(conn)}"
+
+
+def open_transactions(conn: psycopg.Connection) -> str:
+    """The sessions a CONCURRENTLY build or VALIDATE waits out: every transaction of this
+    database begun before it, whatever it locks."""
+    rows = conn.execute(
+        """
+        SELECT pid, application_name, usename, state, xact_start, NULL
+          FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND xact_start IS NOT NULL AND backend_type = 'client backend'
+         ORDER BY xact_start LIMIT 5
+        """
+    ).fetchall()
+    return ("transactions a CONCURRENTLY build waits for (it waits out every transaction older "
+            f"than itself): {_describe_sessions(rows) or 'none open now'}")
+
+
 def acquire_runner_lock(conn: psycopg.Connection, wait_s: float) -> None:
     """Take the session-level migration lock, waiting up to wait_s for another runner."""
     deadline = time.monotonic() + wait_s
@@ -91,6 +111,7 @@ def retry_on_lock_timeout(
     backoff_s: float = 0.25,
     max_pause_s: float = 60.0,
     on_retry: Callable[[int, float], None] | None = None,
+    blockers: Callable[[psycopg.Connection], str] = table_lock_holders,
 ) -> T:
     """Run attempt(); when it gives up waiting for a lock (55P03) or is chosen as a deadlock
     victim (40P01, e.g. a legacy transaction upgrading its lock while we upgrade ours), back off
@@ -104,8 +125,7 @@ def retry_on_lock_timeout(
                          else f"lock_timeout ({lock_timeout_ms} ms)")
                 raise MigrationError(
                     f"{what} could not take its locks: {retries + 1} attempts, the last ended by "
-                    f"{cause}; sessions holding table locks: "
-                    f"{relation_lock_holders(conn)}; let them finish or end them, then run "
+                    f"{cause}; {blockers(conn)}; let them finish or end them, then run "
                     "again"
                 ) from exc
             pause = min(max_pause_s, backoff_s * (2**n))

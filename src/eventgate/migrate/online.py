@@ -63,6 +63,8 @@ class OnlineRun:
         for phase in phases:
             if phase.kind == "backfill":
                 self._backfill(phase)
+            elif phase.kind == "concurrently":
+                self._concurrently(phase)
             else:
                 self._transaction(phase, first=state is None and phase is phases[0],
                                   last=phase is self.script.forward[-1])
@@ -180,6 +182,54 @@ class OnlineRun:
         self.report.statements.append(meter.statement_report(phase.statements[0]))
         resume.advance(self.conn, version, self._next(phase))
 
+    def _concurrently(self, phase: Phase) -> None:
+        """Each statement in a transaction of its own (the connection is autocommit). A run cut
+        short here (a failed statement, kill -9) leaves the indexes it was building INVALID:
+        the next run drops them and runs the whole phase again, the rest skipped as built."""
+        self._drop_invalid(phase)
+        with self.conn.cursor() as cur:
+            for statement in phase.statements:
+                def attempt(statement: str = statement) -> None:
+                    previous = self._session_lock_timeout(phase)
+                    try:
+                        self.report.statements.append(self.runner.execute_statement(
+                            cur, self.migration, statement,
+                            f"the phases before {phase.name} stay done (an index it left "
+                            "INVALID is dropped and built again when the run resumes)"))
+                    except (LockNotAvailable, DeadlockDetected):
+                        self._drop_invalid(phase)  # what the given-up build left behind
+                        raise
+                    finally:
+                        self.conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                                          (previous,))
+
+                try:
+                    self._retrying(attempt, f"{self.migration.label} ({phase.name})", phase,
+                                   blockers=locking.open_transactions)
+                except MigrationError as exc:
+                    raise self._stopped(f"its {phase.name} phase: {exc}",
+                                        f"the {phase.name} phase") from exc
+        resume.advance(self.conn, self.migration.version, self._next(phase))
+
+    def _session_lock_timeout(self, phase: Phase) -> str:
+        row = self.conn.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, false)",
+            (f"{self._lock_timeout_ms(phase)}ms",)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def _drop_invalid(self, phase: Phase) -> None:
+        for schema, name in phase.indexes:
+            row = self.conn.execute(
+                "SELECT i.indexrelid::regclass::text FROM pg_index i"
+                " WHERE i.indexrelid = to_regclass(%s) AND NOT i.indisvalid",
+                (f"{schema}.{name}" if schema else name,)).fetchone()
+            if row is not None:
+                self.runner.progress.note(f"{self.migration.label} ({phase.name}): dropping "
+                                          f"the INVALID index {row[0]} an earlier run left")
+                self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                    sql.Identifier(*((schema, name) if schema else (name,)))))
+
     # -- undoing -----------------------------------------------------------------------------
 
     def abort(self, state: resume.Progress) -> StepReport:
@@ -242,11 +292,13 @@ class OnlineRun:
                     else f"the database is as it was before {self.migration.label}"))
 
     def _retrying(self, attempt: Callable[[], T], what: str, phase: Phase,
-                     retries: int | None = None) -> T:
+                  retries: int | None = None,
+                  blockers: Callable[[psycopg.Connection], str] = locking.table_lock_holders,
+                  ) -> T:
         ms = self._lock_timeout_ms(phase)
         return locking.retry_on_lock_timeout(
             self.conn, attempt, what, retries if retries is not None else self.runner.lock_retries,
-            ms, backoff_s=min(0.25, ms / 1000), max_pause_s=2.0,
+            ms, backoff_s=min(0.25, ms / 1000), max_pause_s=2.0, blockers=blockers,
             on_retry=lambda n, pause: self.runner.progress.note(
                 f"{what}: lock_timeout or deadlock, retry {n} in {pause:.2f} s"))
 
@@ -254,12 +306,13 @@ class OnlineRun:
 def run_in_one_transaction(runner: Runner, script: PhasedScript,
                            execute: Callable[[str], None]) -> None:
     """The dry run's way: every forward phase in the caller's transaction, each backfill once
-    over its whole table."""
+    over its whole table, a concurrently phase without CONCURRENTLY."""
     for phase in script.forward:
         if phase.kind == "backfill":
             runner.conn.execute(
                 "SELECT set_config(%s, '-9223372036854775808', true), "
                 "set_config(%s, '9223372036854775807', true)", BOUNDS)
-        for statement in phase.statements:
+        for statement in (phase.in_transaction if phase.kind == "concurrently"
+                          else phase.statements):
             execute(statement)
 

@@ -8,6 +8,14 @@ online, as several transactions, and undo it part-way (docs/online-migrations.md
                                                      of T, each batch its own transaction, with
                                                      the settings eventgate.batch_after < K and
                                                      K <= eventgate.batch_upto
+    -- eventgate:concurrently NAME [lock_timeout_ms=N]
+                                                     each statement its own transaction, for
+                                                     what cannot run in one: CREATE INDEX
+                                                     CONCURRENTLY IF NOT EXISTS, a foreign key
+                                                     added NOT VALID then VALIDATEd; a rerun
+                                                     first drops the INVALID indexes it names,
+                                                     then runs every statement again, so each
+                                                     must be safe to run twice
     -- eventgate:abort NAME [lock_timeout_ms=N]      a transaction of the undo of a run stopped
                                                      before its last phase; never run forwards
 
@@ -19,6 +27,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pglast import ast, parse_sql
+from pglast.stream import RawStream
+
 from eventgate.bundle import SqlFile
 from eventgate.errors import BundleError
 from eventgate.migrate.statements import split_statements
@@ -27,6 +38,7 @@ _DIRECTIVE = re.compile(r"^--\s*eventgate:(?P<kind>[a-z]+)\b(?P<rest>.*)$", re.M
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _OPTIONS = {
     "phase": {"lock_timeout_ms"},
+    "concurrently": {"lock_timeout_ms"},
     "abort": {"lock_timeout_ms"},
     "backfill": {"table", "key", "rows", "pause_ms", "lock_timeout_ms"},
 }
@@ -37,7 +49,7 @@ BOUNDS = ("eventgate.batch_after", "eventgate.batch_upto")
 @dataclass(frozen=True)
 class Phase:
     name: str
-    kind: str  # transaction | backfill | abort
+    kind: str  # transaction | phase | backfill | concurrently | abort
     statements: tuple[str, ...]
     line: int
     lock_timeout_ms: int | None = None
@@ -45,6 +57,10 @@ class Phase:
     key: str | None = None
     rows: int = 5000
     pause_ms: int = 0
+    # A concurrently phase: its statements as a dry run runs them, in its one transaction
+    # (CONCURRENTLY taken out), and the indexes (schema or None, name) they build.
+    in_transaction: tuple[str, ...] = ()
+    indexes: tuple[tuple[str | None, str], ...] = ()
 
     @property
     def title(self) -> str:
@@ -114,9 +130,11 @@ def read_phases(script: SqlFile) -> PhasedScript:
     twice = sorted({x for x in names if names.count(x) > 1})
     if twice:
         raise _error(script, 1, f"phase names used twice: {', '.join(twice)}")
-    if forward and "backfill" in (forward[0].kind, forward[-1].kind):
-        raise _error(script, forward[0].line, "a backfill can be neither the first phase (the "
-                     "one that starts carrying writes) nor the last (the one that finishes)")
+    for edge in (forward[0], forward[-1]) if forward else ():
+        if edge.kind in ("backfill", "concurrently"):
+            raise _error(script, edge.line, f"a {edge.kind} phase can be neither the first phase "
+                         "(whose transaction records that the run began) nor the last (whose "
+                         "transaction records it in the ledger)")
     return PhasedScript(script.label, tuple(forward), tuple(abort))
 
 
@@ -155,13 +173,42 @@ def _phase(script: SqlFile, name: str, kind: str, options: dict[str, str | int],
         if not all(bound in statements[0] for bound in BOUNDS):
             raise _error(script, line, f"{name} does not read {' and '.join(BOUNDS)}: every "
                          "batch would copy the whole table")
+    in_transaction, indexes = _outside_a_transaction(script, name, statements, line) \
+        if kind == "concurrently" else ((), ())
     lock_timeout = options.get("lock_timeout_ms")
     return Phase(
         name=name, kind=kind, statements=statements, line=line,
         lock_timeout_ms=int(lock_timeout) if lock_timeout is not None else None,
         table=str(options["table"]) if "table" in options else None,
         key=str(options["key"]) if "key" in options else None,
-        rows=int(options.get("rows", 5000)), pause_ms=int(options.get("pause_ms", 0)))
+        rows=int(options.get("rows", 5000)), pause_ms=int(options.get("pause_ms", 0)),
+        in_transaction=in_transaction, indexes=indexes)
+
+
+def _outside_a_transaction(script: SqlFile, name: str, statements: tuple[str, ...], line: int
+                           ) -> tuple[tuple[str, ...], tuple[tuple[str | None, str], ...]]:
+    """A concurrently phase's statements as one transaction runs them, and the indexes it
+    builds; a CREATE INDEX that a rerun or a live writer could not live with is refused."""
+    in_transaction: list[str] = []
+    indexes: list[tuple[str | None, str]] = []
+    for statement in statements:
+        node = parse_sql(statement)[0].stmt
+        if isinstance(node, ast.TransactionStmt):
+            raise _error(script, line, f"phase {name} runs each statement in a transaction of "
+                         "its own; it cannot hold BEGIN, COMMIT or ROLLBACK")
+        if not isinstance(node, ast.IndexStmt):
+            in_transaction.append(statement)
+            continue
+        if not (node.concurrent and node.if_not_exists and node.idxname):
+            raise _error(script, line, f"phase {name} builds indexes as CREATE INDEX "
+                         "CONCURRENTLY IF NOT EXISTS name ...: without CONCURRENTLY the build "
+                         "blocks every writer of the table, and without IF NOT EXISTS and a "
+                         "name a resumed run fails on the index the first run built")
+        assert node.relation is not None
+        indexes.append((node.relation.schemaname, node.idxname))
+        node.concurrent = False
+        in_transaction.append(RawStream()(node))
+    return tuple(in_transaction), tuple(indexes)
 
 
 def _error(script: SqlFile, line: int, what: str) -> BundleError:
