@@ -153,7 +153,7 @@ class Clock:
         spans = {"expand": (self.began, backfill_start)}
         for n, name in enumerate(self.order):
             end = (self.tables[self.order[n + 1]].first_start if n + 1 < len(self.order)
-                   else verify_start)
+                   else rebuild[0] if rebuild is not None else verify_start)
             spans[f"backfill:{name}"] = (self.tables[name].first_start, end)
         if rebuild is not None:
             spans["rebuild"] = rebuild

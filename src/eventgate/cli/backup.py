@@ -23,8 +23,10 @@ from eventgate.cli.common import (
 )
 from eventgate.cli.console import console, spinner
 from eventgate.migrate.notify import WebhookNotifier, notifying
+from eventgate.safety.app_state import back_up_app_state
 from eventgate.safety.backup import take_backup
 from eventgate.safety.catalog import BackupRecord
+from eventgate.safety.plain_restore import plan_plain_restore, restore_plain
 from eventgate.safety.restore import plan_restore, restore_latest
 from eventgate.safety.retention import prune
 from eventgate.units import human_bytes
@@ -53,6 +55,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     are taken in the dump's own snapshot; --verify restores the dump into a scratch database
     and compares every table, --retention-days N then prunes this database's backups older
     than N days but never the newest verified one. Exits 1 on FAILED or NOT VERIFIED."""
+    if args.app_state:
+        return _app_state(args)
     dsn = require_dsn(args)
     directory = given_backup_dir(args)
     quiet = args.json
@@ -104,6 +108,30 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _app_state(args: argparse.Namespace) -> int:
+    """The application's configuration and uploads, archived beside the database backups and
+    read back; names only are printed, never a file's contents."""
+    directory = given_backup_dir(args)
+    announce = notifier()
+    with notifying(announce, None, warn):
+        if announce is not None:
+            announce.started("backup", "the application state")
+        with spinner("archiving the application state"):
+            done = back_up_app_state(args.app_state, directory)
+        if announce is not None:
+            announce.succeeded(f"archived the application state: {done.archive.name}, "
+                               f"{done.files} files, read back")
+    if args.json:
+        sys.stdout.write(done.manifest.read_text(encoding="utf-8"))
+        return 0
+    console.print(f"[green]archived[/] {done.files} files ({human_bytes(done.size_bytes)}) "
+                  f"into {done.archive} ({human_bytes(done.archive_bytes)}), read back and "
+                  f"compared file by file\n  listed in {done.manifest.name}")
+    for skipped in done.skipped:
+        console.print(f"  [yellow]![/] skipped {escape(skipped)}: not a regular file")
+    return 0
+
+
 def _announce_backup(announce: WebhookNotifier, record: BackupRecord, took: float) -> None:
     verification = record.verification
     what = (f"{record.dump_file} of {record.database}, {human_bytes(record.size_bytes)}, in "
@@ -116,25 +144,41 @@ def _announce_backup(announce: WebhookNotifier, record: BackupRecord, took: floa
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Replace the database with its latest verified backup from --backup-dir. The backup is
-    restored into a new database and checked table by table against its checksums; then the
-    other sessions are ended and the names swapped, and the current database is kept under
-    another name until you drop it. Needs --latest, and --yes to act (without it: prints the
-    plan, changes nothing, exits 2)."""
+    """Replace the database with a backup: --latest, the newest verified one of --backup-dir;
+    --from FILE, a plain pg_dump .sql or .sql.gz (the deployment guide's create-backup.sh).
+    The backup is restored into a new database and proven there (every table against its
+    checksums; a plain dump's every table against the rows of its COPY block); then the other
+    sessions are ended and the names swapped, and the current database is kept under another
+    name until you drop it. Needs --yes to act (without it: prints the plan, changes nothing,
+    exits 2)."""
     dsn = require_dsn(args)
-    directory = given_backup_dir(args)
-    plan = plan_restore(dsn, directory)
-    record = plan.record
-    verified_at = _when(record.verification.at) if record.verification else "?"
-    console.print(
-        f"restore {dsn_mod.describe(dsn)} from {record.dump_path}\n"
-        f"  taken {_when(record.created_at)}, verified {verified_at}: "
-        f"{escape(_summary(record))}"
-        f"\n  ends {plan.sessions} other session(s) on {plan.database}; the current database "
-        f"is kept as {plan.database}_pre_restore_<time>")
-    for skipped in plan.skipped:
-        console.print(f"  [yellow]![/] skipped {escape(skipped)}: newer, but not verified")
-    for note in plan.notes:
+    if args.from_file:
+        plain = plan_plain_restore(dsn, args.from_file)
+        dump = plain.dump
+        rows = sum(dump.rows.values())
+        console.print(
+            f"restore {dsn_mod.describe(dsn)} from {dump.path}\n"
+            f"  a plain pg_dump{' (gzip)' if dump.compressed else ''} of "
+            f"{dump.database or plain.database}, taken {_when(dump.created_at)}, "
+            f"{human_bytes(dump.size_bytes)}: {len(dump.rows)} tables, {rows} rows"
+            + (f", PostgreSQL {dump.server_version}" if dump.server_version else "")
+            + f"\n  ends {plain.sessions} other session(s) on {plain.database}; the current "
+            f"database is kept as {plain.database}_pre_restore_<time>")
+        notes, source = plain.notes, dump.path.name
+    else:
+        plan = plan_restore(dsn, given_backup_dir(args))
+        record = plan.record
+        verified_at = _when(record.verification.at) if record.verification else "?"
+        console.print(
+            f"restore {dsn_mod.describe(dsn)} from {record.dump_path}\n"
+            f"  taken {_when(record.created_at)}, verified {verified_at}: "
+            f"{escape(_summary(record))}"
+            f"\n  ends {plan.sessions} other session(s) on {plan.database}; the current "
+            f"database is kept as {plan.database}_pre_restore_<time>")
+        for skipped in plan.skipped:
+            console.print(f"  [yellow]![/] skipped {escape(skipped)}: newer, but not verified")
+        notes, source = plan.notes, record.dump_file
+    for note in notes:
         console.print(f"  [yellow]![/] {escape(note)}")
     if not args.yes:
         console.print("nothing changed: add --yes to restore")
@@ -144,20 +188,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if announce is not None:
             announce.started("restore", dsn_mod.describe(dsn))
         with spinner("restoring") as progress:
-            report = restore_latest(dsn, directory, progress=progress, bindir=args.pg_bindir)
+            report = (restore_plain(dsn, args.from_file, progress=progress,
+                                    bindir=args.pg_bindir) if args.from_file
+                      else restore_latest(dsn, given_backup_dir(args), progress=progress,
+                                          bindir=args.pg_bindir))
         if announce is not None:
-            announce.succeeded(f"restored {report.database} from {record.dump_file} in "
+            announce.succeeded(f"restored {report.database} from {source} in "
                                f"{report.duration_s:.1f} s; the previous database is kept as "
                                f"{report.previous_database}")
+    record = report.record
     console.print(
-        f"[green]restored[/] {report.database} from {record.dump_file} (taken "
+        f"[green]restored[/] {report.database} from {source} (taken "
         f"{_when(record.created_at)}, {_migration(record)}) in {report.duration_s:.2f} s: "
         f"{report.sessions_ended} session(s) ended, "
         f"{report.settings_copied} database setting(s) copied\n"
         f"  the previous database is kept as {report.previous_database}; drop it once "
         f"satisfied: {escape(report.drop_hint())}")
     for note in report.notes:
-        if note not in plan.notes:  # shown with the plan above
+        if note not in notes:  # shown with the plan above
             console.print(f"  [yellow]![/] {escape(note)}")
     return 0
 
@@ -191,12 +239,20 @@ def configure_backup(p: argparse.ArgumentParser) -> None:
                    "newest verified one (default: keep everything)")
     p.add_argument("--json", action="store_true", help="print the backup's record as JSON "
                    "instead of a summary")
+    p.add_argument("--app-state", nargs="+", metavar="PATH", help="instead of the database: "
+                   "archive these files and directories (configuration, uploads) into "
+                   "--backup-dir as app_state_<time>.tar.gz, read it back, and list it in "
+                   "app_state_<time>.json")
 
 
 def configure_restore(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--latest", action="store_true", required=True, help="restore the newest "
-                   "verified backup of the database (required: choosing another backup is not "
-                   "supported yet)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--latest", action="store_true", help="restore the newest verified "
+                       "backup of the database in --backup-dir")
+    which.add_argument("--from", dest="from_file", metavar="FILE", help="restore a plain "
+                       "pg_dump .sql or .sql.gz, as the deployment guide's create-backup.sh "
+                       "writes it (its backup_metadata_<stamp>.json beside it is read when "
+                       "there)")
     p.add_argument("--yes", action="store_true", help="really restore: ends every other "
                    "session on the database (without it: show the plan, change nothing, exit 2)")

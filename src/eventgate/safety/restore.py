@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +67,7 @@ class RestoreReport:
         return f"DROP DATABASE {quote_ident(self.previous_database)};"
 
 
-def _target_name(dsn: str) -> str:
+def target_name(dsn: str) -> str:
     name = dsn_mod.parse(dsn).get("dbname") or os.environ.get("PGDATABASE")
     if not name:
         raise BackupError(f"the DSN {dsn_mod.describe(dsn)} names no database; a restore needs "
@@ -149,9 +150,9 @@ def plan_restore(dsn: str, directory: Path | str, *,
     """Which backup a restore of the database in `dsn` would use and whom it would cut off;
     raises BackupError, changing nothing, when it could not go ahead."""
     directory = Path(directory)
-    database = _target_name(dsn)
+    database = target_name(dsn)
     maintenance = maintenance_dsn or dsn_mod.with_dbname(dsn, MAINTENANCE_DB)
-    if _target_name(maintenance) == database:
+    if target_name(maintenance) == database:
         raise BackupError(f"cannot restore {database} while connected to it as the maintenance "
                           "database: pass a maintenance DSN naming another database")
     record = catalog.latest_verified(directory, database)
@@ -160,14 +161,23 @@ def plan_restore(dsn: str, directory: Path | str, *,
     records, unreadable = catalog.scan(directory, database)
     skipped = [r.dump_file for r in records if r.created > record.created]
     notes = [f"unreadable backup metadata, ignored: {line}" for line in unreadable]
+    sessions, more = check_target(maintenance, database, f"pg_restore --dbname {database} "
+                                  f"{record.dump_path}")
+    notes += more
+    return RestorePlan(database, record, sessions, skipped, notes)
+
+
+def check_target(maintenance: str, database: str, how: str) -> tuple[int, list[str]]:
+    """That `database` can be replaced, changing nothing: it exists (else `how` says how to
+    bring it back), accepts connections, and we may rename it; (its other sessions, notes)."""
+    notes: list[str] = []
     with connect(maintenance, what=" (the maintenance database)") as conn:
         props = databases.database_properties(conn, database)
         if props is None:
             raise BackupError(
                 f"database {database} does not exist on {dsn_mod.describe(maintenance)}; this "
                 "restore replaces an existing database. To bring back one that is gone: "
-                f"createdb {database} and pg_restore --dbname {database} "
-                f"{record.dump_path}")
+                f"createdb {database}, then {how}")
         leftovers = _leftovers(conn, database)
         notes += [f"{name} looks left over from an interrupted restore (unless one is running "
                   f"now); once you are sure, drop it: DROP DATABASE {quote_ident(name)};"
@@ -187,7 +197,7 @@ def plan_restore(dsn: str, directory: Path | str, *,
         if problem:
             raise BackupError(problem)
         sessions = len(_other_sessions(conn, database))
-    return RestorePlan(database, record, sessions, skipped, notes)
+    return sessions, notes
 
 
 def _end_sessions(conn: psycopg.Connection, database: str) -> int:
@@ -277,34 +287,20 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
     if problems:
         raise BackupError(f"refusing to restore {database} from {record.dump_file}: "
                           f"{'; '.join(problems)}. Nothing was changed.")
-    stamp = datetime.now(UTC).strftime(databases.DB_STAMP)
-    with connect(maintenance, what=" (the maintenance database)") as conn:
+
+    def fill(conn: psycopg.Connection, restored: str) -> tuple[int, list[str]]:
         tool = find_tool("pg_restore", databases.server_version(conn), bindir)
-        restored = databases.free_database_name(conn, database, f"_restoring_{stamp}")
-        report(f"creating {restored}")
-        databases.create_database_like(conn, restored, database, same_owner=True)
-        swapped = False
-        try:
-            settings, notes = _fill(conn, tool, record, maintenance, database, restored, report)
-            previous = databases.free_database_name(conn, database, f"_pre_restore_{stamp}")
-            ended = _swap(conn, database, restored, previous, report)
-            swapped = True
-        except (BackupError, psycopg.Error) as exc:
-            raise BackupError(
-                f"restoring {database} from {record.dump_file} failed: "
-                f"{dsn_mod.redact(str(exc)).strip()}; {database} is untouched and {restored} "
-                "was dropped") from exc
-        finally:
-            if not swapped:
-                report(f"dropping {restored}")
-                databases.drop_database(conn, restored)
+        return _fill(conn, tool, record, maintenance, database, restored, report)
+
+    ended, previous, settings, notes = swap_in(maintenance, database, record.dump_file, fill,
+                                               report)
     if plan.skipped:
         notes.append(f"newer backups skipped, not verified: {', '.join(plan.skipped)}")
     notes += plan.notes
     notes.append(f"rows written since the backup ({record.created_at}) are only in {previous}")
     # The swap is committed: from here on a failure is a note, never a failed restore.
     try:
-        notes += _only_in_previous(dsn_mod.with_dbname(maintenance, previous), record, previous)
+        notes += only_in_previous(dsn_mod.with_dbname(maintenance, previous), record, previous)
     except Exception as exc:
         notes.append(f"could not list what only {previous} holds: "
                      f"{dsn_mod.redact(str(exc)).strip()}; look there yourself before "
@@ -313,7 +309,37 @@ def restore_latest(dsn: str, directory: Path | str, *, maintenance_dsn: str | No
                          time.monotonic() - started, notes)
 
 
-def _only_in_previous(dsn: str, record: BackupRecord, previous: str) -> list[str]:
+def swap_in(maintenance: str, database: str, source: str,
+            fill: Callable[[psycopg.Connection, str], tuple[int, list[str]]],
+            report: Progress) -> tuple[int, str, int, list[str]]:
+    """Fill a new database created like `database` (`fill` restores and proves it, returning
+    the settings copied and notes), then swap it in; the live one is kept under another name.
+    Any failure before the swap drops the new database and leaves the live one untouched.
+    Returns (sessions ended, the previous database's new name, settings copied, notes)."""
+    stamp = datetime.now(UTC).strftime(databases.DB_STAMP)
+    with connect(maintenance, what=" (the maintenance database)") as conn:
+        restored = databases.free_database_name(conn, database, f"_restoring_{stamp}")
+        report(f"creating {restored}")
+        databases.create_database_like(conn, restored, database, same_owner=True)
+        swapped = False
+        try:
+            settings, notes = fill(conn, restored)
+            previous = databases.free_database_name(conn, database, f"_pre_restore_{stamp}")
+            ended = _swap(conn, database, restored, previous, report)
+            swapped = True
+        except (BackupError, psycopg.Error) as exc:
+            raise BackupError(
+                f"restoring {database} from {source} failed: "
+                f"{dsn_mod.redact(str(exc)).strip()}; {database} is untouched and {restored} "
+                "was dropped") from exc
+        finally:
+            if not swapped:
+                report(f"dropping {restored}")
+                databases.drop_database(conn, restored)
+    return ended, previous, settings, notes
+
+
+def only_in_previous(dsn: str, record: BackupRecord, previous: str) -> list[str]:
     """What the restore set aside rather than lost: tables the backup never had (those a
     migration created since, with the rows written to them), counted, so the operator is
     told."""

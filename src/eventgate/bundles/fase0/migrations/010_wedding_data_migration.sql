@@ -10,7 +10,7 @@
 --             into the generic tables, through the compatibility views' own write triggers (009)
 --   backfill  copy the rows that were there before, a batch of keys per transaction, each batch
 --             holding row locks on its own rows only, never a lock that makes a writer wait
---   rebuild   the two participant indexes expand set aside, built CONCURRENTLY
+--   rebuild   the three participant indexes expand set aside, built CONCURRENTLY
 --   reattach  the participants' foreign key back, NOT VALID (a moment's lock)
 --   verify    the foreign key validated; every legacy row has its copy and no copy lacks its
 --             row; planner statistics
@@ -172,32 +172,66 @@ END
 $$;
 
 -- Set aside for the backfill, built back after it (the rebuild and reattach phases): writing ten
--- million guests into a table that maintains two more indexes row by row and checks a foreign
+-- million guests into a table that maintains three more indexes row by row and checks a foreign
 -- key per row takes twice as long as building them once afterwards (docs/online-migrations.md
--- § Measured). The event index stays: the trigger below finds an event's participants by it.
--- Nobody writes to the participants until the triggers below exist, so these locks make no
--- writer wait. IF EXISTS: the indexes are 008's, and 010 needs nothing else of it.
+-- § Measured). Nobody writes to the participants until the triggers below exist, so these locks
+-- make no writer wait. IF EXISTS: the indexes are 008's, and 010 needs nothing else of it.
 ALTER TABLE event_participants DROP CONSTRAINT event_participants_event_tenant_fkey;
+DROP INDEX IF EXISTS event_participants_event_idx;
 DROP INDEX IF EXISTS event_participants_email_idx;
 DROP INDEX IF EXISTS event_participants_tenant_idx;
 
 -- What the foreign key would cascade while it is away: 009's view triggers change an event's
--- id or tenant (the old application updated its wedding), or delete it.
-CREATE FUNCTION wedding_compat.cascade_event_keys() RETURNS trigger
+-- id or tenant (the old application updated its wedding), or delete it. Without the event
+-- index the participants cannot be found cheaply, so the change is written down here, in the
+-- writer's transaction, and carried out once the index is back (rebuild, then reattach under
+-- the foreign key's own lock, for what came in meanwhile).
+CREATE TABLE wedding_compat.pending_event_keys (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    old_id      bigint NOT NULL,
+    old_tenant  uuid   NOT NULL,
+    new_id      bigint,  -- NULL: the event was deleted
+    new_tenant  uuid
+);
+
+CREATE FUNCTION wedding_compat.note_event_keys() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        DELETE FROM public.event_participants
-         WHERE event_id = OLD.id AND tenant_id = OLD.tenant_id;
+        INSERT INTO wedding_compat.pending_event_keys (old_id, old_tenant)
+        VALUES (OLD.id, OLD.tenant_id);
     ELSIF (NEW.id, NEW.tenant_id) IS DISTINCT FROM (OLD.id, OLD.tenant_id) THEN
-        UPDATE public.event_participants SET event_id = NEW.id, tenant_id = NEW.tenant_id
-         WHERE event_id = OLD.id AND tenant_id = OLD.tenant_id;
+        INSERT INTO wedding_compat.pending_event_keys (old_id, old_tenant, new_id, new_tenant)
+        VALUES (OLD.id, OLD.tenant_id, NEW.id, NEW.tenant_id);
     END IF;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER cascade_event_keys AFTER DELETE OR UPDATE OF id, tenant_id ON events
-    FOR EACH ROW EXECUTE FUNCTION wedding_compat.cascade_event_keys();
+CREATE TRIGGER note_event_keys AFTER DELETE OR UPDATE OF id, tenant_id ON events
+    FOR EACH ROW EXECUTE FUNCTION wedding_compat.note_event_keys();
+
+-- ... carried out in the order written (one event's changes are written in the order its row
+-- lock let them commit), each once: its row goes in the same transaction.
+CREATE FUNCTION wedding_compat.apply_event_keys() RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+DECLARE
+    change record;
+    done bigint := 0;
+BEGIN
+    FOR change IN SELECT * FROM wedding_compat.pending_event_keys ORDER BY seq LOOP
+        IF change.new_id IS NULL THEN
+            DELETE FROM event_participants
+             WHERE event_id = change.old_id AND tenant_id = change.old_tenant;
+        ELSE
+            UPDATE event_participants SET event_id = change.new_id, tenant_id = change.new_tenant
+             WHERE event_id = change.old_id AND tenant_id = change.old_tenant;
+        END IF;
+        DELETE FROM wedding_compat.pending_event_keys WHERE seq = change.seq;
+        done := done + 1;
+    END LOOP;
+    RETURN done;
+END
+$$;
 
 -- Created last, so the SHARE ROW EXCLUSIVE lock each takes is held only for the moment to COMMIT
 -- (the checks above read every legacy row, under no lock a writer waits for).
@@ -261,16 +295,25 @@ ON CONFLICT (id) DO NOTHING;
 -- Each statement a transaction of its own: a CONCURRENTLY build takes SHARE UPDATE EXCLUSIVE,
 -- which no writer waits for. Cut short, a build leaves its index INVALID; the runner drops it
 -- and builds it again when the run resumes.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS event_participants_event_idx
+    ON event_participants (event_id);
 CREATE INDEX CONCURRENTLY IF NOT EXISTS event_participants_email_idx
     ON event_participants (email);
 CREATE INDEX CONCURRENTLY IF NOT EXISTS event_participants_tenant_idx
     ON event_participants (tenant_id);
+-- The event changes written down so far, now that the event index finds their participants:
+-- most of them, outside any lock, so that reattach has only the last few to do.
+SELECT wedding_compat.apply_event_keys();
 
 -- eventgate:phase reattach lock_timeout_ms=500
 -- The foreign key back, NOT VALID: it holds every write from now on, and cascades in place of
--- the trigger, which goes in the same transaction. Neither reads a row, so the SHARE ROW
--- EXCLUSIVE and ACCESS EXCLUSIVE locks they take last a moment; given up after 500 ms behind a
--- writer, and tried again.
+-- the trigger, which goes in the same transaction. First, under the lock the foreign key takes
+-- anyway (SHARE ROW EXCLUSIVE on both tables: no event changes meanwhile), the event changes
+-- written down since the rebuild applied them, a handful at most. Nothing here reads more than
+-- those rows, so the locks last a moment; given up after 500 ms behind a writer, and tried
+-- again.
+LOCK TABLE event_participants, events IN SHARE ROW EXCLUSIVE MODE;
+SELECT wedding_compat.apply_event_keys();
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
@@ -282,8 +325,10 @@ BEGIN
     END IF;
 END
 $$;
-DROP TRIGGER cascade_event_keys ON events;
-DROP FUNCTION wedding_compat.cascade_event_keys();
+DROP TRIGGER note_event_keys ON events;
+DROP FUNCTION wedding_compat.note_event_keys();
+DROP FUNCTION wedding_compat.apply_event_keys();
+DROP TABLE wedding_compat.pending_event_keys;
 
 -- eventgate:phase verify
 -- Every participant row written before the foreign key came back has its event: a scan under
@@ -501,8 +546,10 @@ DROP TRIGGER IF EXISTS carry_legacy_writes ON wedding_invitations;
 DROP TRIGGER IF EXISTS carry_legacy_writes ON wedding_sections;
 DROP FUNCTION IF EXISTS wedding_compat.carry_legacy_write();
 DROP FUNCTION IF EXISTS wedding_compat.carry_legacy_wedding(bigint);
-DROP TRIGGER IF EXISTS cascade_event_keys ON events;
-DROP FUNCTION IF EXISTS wedding_compat.cascade_event_keys();
+DROP TRIGGER IF EXISTS note_event_keys ON events;
+DROP FUNCTION IF EXISTS wedding_compat.note_event_keys();
+DROP FUNCTION IF EXISTS wedding_compat.apply_event_keys();
+DROP TABLE IF EXISTS wedding_compat.pending_event_keys;
 
 -- eventgate:abort delete
 -- ... and then, in a transaction of its own that no legacy writer waits for, the copies.
@@ -520,7 +567,8 @@ DO $$
 DECLARE
     name text;
 BEGIN
-    FOREACH name IN ARRAY ARRAY['event_participants_email_idx', 'event_participants_tenant_idx'] LOOP
+    FOREACH name IN ARRAY ARRAY['event_participants_event_idx', 'event_participants_email_idx',
+                                'event_participants_tenant_idx'] LOOP
         IF EXISTS (SELECT 1 FROM pg_index
                     WHERE indexrelid = to_regclass(format('public.%I', name)) AND NOT indisvalid) THEN
             EXECUTE format('DROP INDEX public.%I', name);
@@ -528,6 +576,7 @@ BEGIN
     END LOOP;
 END
 $$;
+CREATE INDEX IF NOT EXISTS event_participants_event_idx ON event_participants (event_id);
 CREATE INDEX IF NOT EXISTS event_participants_email_idx ON event_participants (email);
 CREATE INDEX IF NOT EXISTS event_participants_tenant_idx ON event_participants (tenant_id);
 DO $$
