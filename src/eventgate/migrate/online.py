@@ -142,6 +142,8 @@ class OnlineRun:
             "SELECT max({k}), count(*) FROM (SELECT {k} FROM {t} WHERE {k} > %s AND {k} <= %s "
             "ORDER BY {k} LIMIT %s) b").format(k=key, t=table)
         statement = phase.statements[0]
+        guard = (sql.SQL("SELECT {}(%s, %s)").format(sql.Identifier(*phase.guard.split(".")))
+                 if phase.guard else None)
         summary = f"{phase.title}: " + statement_summary(statement)
         rows = self.runner.batch_rows or phase.rows
         pause = (self.runner.batch_pause_ms if self.runner.batch_pause_ms is not None
@@ -156,6 +158,10 @@ class OnlineRun:
                     keys = int(found[1]) if found else 0
                     self.conn.execute("SELECT set_config(%s, %s, true), set_config(%s, %s, true)",
                                       (BOUNDS[0], str(after), BOUNDS[1], str(hi)))
+                    if guard is not None:
+                        # Its own statement, before the batch's: the batch's snapshot is then
+                        # taken with the guard's locks held.
+                        self.conn.execute(guard, (after, hi))
                     self.runner.observe_before()
                     with self.conn.cursor() as cur:
                         try:

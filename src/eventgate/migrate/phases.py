@@ -3,11 +3,15 @@ online, as several transactions, and undo it part-way (docs/online-migrations.md
 
     -- eventgate:phase NAME [lock_timeout_ms=N]      the statements up to the next line: one
                                                      transaction
-    -- eventgate:backfill table=T key=K [rows=N] [pause_ms=N] [lock_timeout_ms=N]
+    -- eventgate:backfill table=T key=K [rows=N] [pause_ms=N] [lock_timeout_ms=N] [guard=F]
                                                      one statement, run once per batch of keys
                                                      of T, each batch its own transaction, with
                                                      the settings eventgate.batch_after < K and
-                                                     K <= eventgate.batch_upto
+                                                     K <= eventgate.batch_upto; with guard=F,
+                                                     the function F(after, upto) is called in
+                                                     the batch's transaction before it (the
+                                                     statement's snapshot is taken after F's
+                                                     locks are held)
     -- eventgate:concurrently NAME [lock_timeout_ms=N]
                                                      each statement its own transaction, for
                                                      what cannot run in one: CREATE INDEX
@@ -36,11 +40,12 @@ from eventgate.migrate.statements import split_statements
 
 _DIRECTIVE = re.compile(r"^--\s*eventgate:(?P<kind>[a-z]+)\b(?P<rest>.*)$", re.MULTILINE)
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_FUNCTION = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")  # guard=: schema.name
 _OPTIONS = {
     "phase": {"lock_timeout_ms"},
     "concurrently": {"lock_timeout_ms"},
     "abort": {"lock_timeout_ms"},
-    "backfill": {"table", "key", "rows", "pause_ms", "lock_timeout_ms"},
+    "backfill": {"table", "key", "rows", "pause_ms", "lock_timeout_ms", "guard"},
 }
 _INTEGERS = {"rows", "pause_ms", "lock_timeout_ms"}
 BOUNDS = ("eventgate.batch_after", "eventgate.batch_upto")
@@ -57,6 +62,7 @@ class Phase:
     key: str | None = None
     rows: int = 5000
     pause_ms: int = 0
+    guard: str | None = None  # a backfill's F(after, upto), called before each batch
     # A concurrently phase: its statements as a dry run runs them, in its one transaction
     # (CONCURRENTLY taken out), and the indexes (schema or None, name) they build.
     in_transaction: tuple[str, ...] = ()
@@ -150,8 +156,9 @@ def _options(script: SqlFile, line: int, kind: str, words: list[str]) -> dict[st
                 raise _error(script, line, f"{key} must be a whole number"
                              + (" above 0" if key == "rows" else "") + f", not {value!r}")
             options[key] = int(value)
-        elif not _IDENTIFIER.match(value):
-            raise _error(script, line, f"{key}={value} is not a plain lower-case identifier")
+        elif not (_FUNCTION if key == "guard" else _IDENTIFIER).match(value):
+            raise _error(script, line, f"{key}={value} is not a plain lower-case identifier"
+                         + (" (or schema.name)" if key == "guard" else ""))
         else:
             options[key] = value
     if kind == "backfill":
@@ -182,6 +189,7 @@ def _phase(script: SqlFile, name: str, kind: str, options: dict[str, str | int],
         table=str(options["table"]) if "table" in options else None,
         key=str(options["key"]) if "key" in options else None,
         rows=int(options.get("rows", 5000)), pause_ms=int(options.get("pause_ms", 0)),
+        guard=str(options["guard"]) if "guard" in options else None,
         in_transaction=in_transaction, indexes=indexes)
 
 

@@ -91,7 +91,8 @@ def read_plain_dump(path: Path | str) -> PlainDump:
                               f"({meta_path}) recorded {recorded}; the file was changed or cut "
                               "after the backup. Nothing was changed.")
     rows: dict[str, int] = {}
-    first = last = ""
+    first = ""
+    complete = False
     version = database = None
     copying: str | None = None
     try:
@@ -106,8 +107,12 @@ def read_plain_dump(path: Path | str) -> PlainDump:
                     else:
                         rows[copying] += 1
                     continue
-                if line:
-                    last = line
+                # After its footer pg_dump writes only "--", blank lines and, from 17.6, 16.10
+                # and 15.14 on, `\unrestrict <key>` (psql's guard, not content).
+                if line == FOOTER:
+                    complete = True
+                elif line not in ("", "--") and not line.startswith("\\unrestrict "):
+                    complete = False
                 match = _COPY.match(line)
                 if match:
                     copying = ".".join(_unquote(p) for p in match["table"].split("."))
@@ -124,7 +129,7 @@ def read_plain_dump(path: Path | str) -> PlainDump:
         raise BackupError(f"refusing {path.name}: it is not a plain pg_dump SQL file (no "
                           f"'{HEADER}' header); eventgate restore --latest takes eventgate's "
                           "own backups. Nothing was changed.")
-    if copying is not None or last != FOOTER:
+    if copying is not None or not complete:
         raise BackupError(f"refusing {path.name}: it ends before pg_dump's last line "
                           f"('{FOOTER}'), so it was cut short or pg_dump failed while writing "
                           "it. Nothing was changed.")
