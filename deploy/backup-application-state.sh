@@ -21,8 +21,10 @@ shopt -s nullglob dotglob
 if [[ -n "${APP_STATE_PATHS:-}" ]]; then
     read -r -a paths <<<"$APP_STATE_PATHS"
 else
-    paths=(.env* *.config.* package.json package-lock.json)
-    [[ -d uploads ]] && paths+=(uploads)
+    paths=()
+    for candidate in .env* *.config.* package.json package-lock.json uploads; do
+        [[ -e "$candidate" ]] && paths+=("$candidate")
+    done
 fi
 (( ${#paths[@]} > 0 )) || fail 2 "no configuration file or uploads/ in $(pwd); nothing was archived"
 say "archiving ${#paths[@]} path(s) into $APP_BACKUP_DIR"

@@ -11,6 +11,8 @@ import contextlib
 import gzip
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -123,6 +125,12 @@ def guide_format_backup(guide: Guide, stamp: str) -> Path:
     return gz
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def ok(done: subprocess.CompletedProcess[str]) -> str:
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -159,14 +167,27 @@ def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path
                            REPORTS_DIR=str(tmp_path / "reports")))
         assert "functional validation passed" in out
         verdict = json.loads((tmp_path / "reports" / "verdict.json").read_text())
-        assert verdict["verdict"] == "go"
+        assert verdict["verdict"] == "go" and DBNAME in verdict["target"], verdict
 
-        # 4. Emergency rollback from the guide-format backup, the engine still connected.
-        out = ok(guide.run("emergency-rollback.sh", STOP_APP_CMD="true",
-                           START_ROLLBACK_CMD="true", HEALTH_URL=f"{engine.url}/health"))
+        # 4. Emergency rollback from the guide-format backup, the engine still connected; the
+        #    rollback release (the old application, here a stand-in HTTP server) started by
+        #    the script's own step.
+        port = _free_port()
+        started = tmp_path / "old-app.pid"
+        try:
+            out = ok(guide.run(
+                "emergency-rollback.sh", STOP_APP_CMD="true",
+                START_ROLLBACK_CMD=(f"{sys.executable} -m http.server {port} --bind 127.0.0.1 "
+                                    f">/dev/null 2>&1 & echo $! > {started}"),
+                HEALTH_URL=f"http://127.0.0.1:{port}/"))
+        finally:
+            if started.exists():
+                os.kill(int(started.read_text()), signal.SIGTERM)
         assert "pre_migration_backup_20261202_090000.sql.gz" in out
         assert "emergency rollback completed" in out
-        assert httpx.get(f"{engine.url}/health", timeout=10).status_code < 300
+        # The new engine, still running against the database now back before the migration,
+        # says it is not ready rather than serve a schema it does not know.
+        assert httpx.get(f"{engine.url}/health", timeout=10).status_code == 503
     assert guide.query("SELECT to_regclass('events')") is None
     assert guide.query("SELECT count(*) FROM wedding_invitations") == guests
     kept = guide.query(f"SELECT count(*) FROM pg_database WHERE datname LIKE "
@@ -176,6 +197,6 @@ def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path
     # 5. Migrated again, then the gradual rollback: 010 down to 006, one at a time.
     ok(guide.eventgate("migrate", "--execute"))
     out = ok(guide.run("gradual-rollback.sh", ROLLBACK_PAUSE="0"))
-    assert out.count("rolling back") == 5
+    assert out.count("[gradual-rollback] rolling back") == 5
     assert guide.query("SELECT to_regclass('events')") is None
     assert guide.query("SELECT count(*) FROM wedding_invitations") == guests

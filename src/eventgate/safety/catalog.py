@@ -180,6 +180,12 @@ def _timestamp(value: str, name: str, bad: Callable[[str], Exception]) -> None:
                   "e.g. 2030-06-01T12:00:00+00:00)")
 
 
+# What else lives beside eventgate's backups in a directory the guide's scripts share: the
+# guide's create-backup.sh metadata (backup_metadata_<stamp>.json, beside its plain dumps) and
+# eventgate's own application-state manifests (app_state_<stamp>.json).
+FOREIGN_METADATA = ("backup_metadata_", "app_state_")
+
+
 def scan(directory: Path, database: str | None = None) -> tuple[list[BackupRecord], list[str]]:
     """Every backup in `directory` (oldest first), optionally of one database, and a line per
     metadata file that could not be read (never silently skipped)."""
@@ -188,6 +194,8 @@ def scan(directory: Path, database: str | None = None) -> tuple[list[BackupRecor
     if not directory.is_dir():
         return records, unreadable
     for meta in sorted(directory.glob(f"*{META_SUFFIX}")):
+        if meta.name.startswith(FOREIGN_METADATA):
+            continue  # not eventgate's records (restore --from reads the guide's)
         try:
             record = BackupRecord.load(meta)
         except MetadataError as exc:
