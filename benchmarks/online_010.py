@@ -148,8 +148,9 @@ class Clock:
         if validated is not None and validated + 1 < len(after):
             rebuild = (last_batch, after[validated + 1][0])
             verify_start = rebuild[1]
+        # The switch's LOCK TABLE, not the reattach phase's (before verify).
         switch_start = next((t for t, text in self.statements
-                             if t > last_batch and text.startswith("LOCK TABLE")), verify_start)
+                             if t > verify_start and text.startswith("LOCK TABLE")), verify_start)
         spans = {"expand": (self.began, backfill_start)}
         for n, name in enumerate(self.order):
             end = (self.tables[self.order[n + 1]].first_start if n + 1 < len(self.order)

@@ -329,12 +329,15 @@ SELECT wedding_compat.apply_event_keys();
 
 -- eventgate:phase reattach lock_timeout_ms=500
 -- The foreign key back, NOT VALID: it holds every write from now on, and cascades in place of
--- the trigger, which goes in the same transaction. First, under the lock the foreign key takes
--- anyway (SHARE ROW EXCLUSIVE on both tables: no event changes meanwhile), the event changes
--- written down since the rebuild applied them, a handful at most. Nothing here reads more than
--- those rows, so the locks last a moment; given up after 500 ms behind a writer, and tried
--- again.
-LOCK TABLE event_participants, events IN SHARE ROW EXCLUSIVE MODE;
+-- the trigger, which goes in the same transaction. First, under the locks this needs anyway
+-- (no event changes meanwhile), the event changes written down since the rebuild, a handful at
+-- most. Nothing here reads more than those rows, so the locks last a moment; given up after
+-- 500 ms behind a writer, and tried again. Taken at their strongest and in the order a writer
+-- takes them (every carried guest write reads events first): dropping the trigger needs ACCESS
+-- EXCLUSIVE on events, and upgrading to it from the foreign key's SHARE ROW EXCLUSIVE would
+-- deadlock with a writer holding events and waiting for the upgrade's first lock.
+LOCK TABLE events IN ACCESS EXCLUSIVE MODE;
+LOCK TABLE event_participants IN SHARE ROW EXCLUSIVE MODE;
 SELECT wedding_compat.apply_event_keys();
 DO $$
 BEGIN
