@@ -136,12 +136,16 @@ def shared_tables(conn: psycopg.Connection, legacy: list[str]) -> list[tuple[str
 
 
 def watch(dsn: str, bundle: Bundle) -> tuple[LockRecorder, list[tuple[str, str]]]:
-    """The recorder for the bundle's legacy names and the shared tables of the database at
-    `dsn`, and those shared tables with their keys (for LockProbes(shared=...))."""
+    """The recorder for the bundle's legacy names, the shared tables of the database at `dsn` and
+    the tables the legacy ones map to; and those shared tables with their keys (for
+    LockProbes(shared=...))."""
     legacy = [m.legacy_table for m in bundle.mapping.values()]
+    # The tables the legacy ones map to as well: while an online migration carries the old
+    # application's writes into them, a lock there makes the same writers wait.
+    targets = sorted({m.target for m in bundle.mapping.values()} - set(legacy))
     with connect(dsn, application_name=APPLICATION_NAME, who="the lock gate") as conn:
         shared = shared_tables(conn, legacy)
-    return LockRecorder(legacy + [t for t, _ in shared]), shared
+    return LockRecorder(legacy + [t for t, _ in shared] + targets), shared
 
 
 def too_many_rows(holds: list[Hold], budget: LockBudget) -> list[str]:
@@ -162,8 +166,8 @@ def lock_gate(dsn: str, bundle: Bundle,
     with LockProbes(dsn, bundle, shared=shared) as probes:
         migrate(recorder)
     took = time.monotonic() - started
-    subject = (f"{len(recorder.watched) - len(shared)} legacy names and {len(shared)} shared "
-               "tables, while "
+    subject = (f"{len(bundle.mapping)} legacy names, {len(shared)} shared tables and the "
+               "tables they map to, while "
                f"{bundle.root.name} migrated ({took:.1f} s)")
     holds = recorder.holds()
     breaches = too_many_rows(holds, budget)
