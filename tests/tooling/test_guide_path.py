@@ -168,6 +168,9 @@ def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path
         assert "functional validation passed" in out
         verdict = json.loads((tmp_path / "reports" / "verdict.json").read_text())
         assert verdict["verdict"] == "go" and DBNAME in verdict["target"], verdict
+        # The guide's own validation SQL ran in that gate, through psql.
+        junit = (tmp_path / "reports" / "junit.xml").read_text()
+        assert "test_the_guides_validation_sql_marks_nothing_failed" in junit
 
         # 4. Emergency rollback from the guide-format backup, the engine still connected; the
         #    rollback release (the old application, here a stand-in HTTP server) started by
@@ -200,3 +203,12 @@ def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path
     assert out.count("[gradual-rollback] rolling back") == 5
     assert guide.query("SELECT to_regclass('events')") is None
     assert guide.query("SELECT count(*) FROM wedding_invitations") == guests
+
+
+def test_blue_green_deploy_is_the_gated_switch(guide: Guide) -> None:
+    """The guide's name for the blue-green deployment runs the gated switch: without green's
+    settings it refuses as the switch does, switching nothing."""
+    done = guide.run("blue-green-deploy.sh")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "[blue-green]" in done.stdout + done.stderr
+    assert "GREEN_DATABASE_URL" in done.stdout + done.stderr
