@@ -36,9 +36,11 @@ REPORTS_DIR="${REPORTS_DIR:-reports}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-120}"
 HEALTH_INTERVAL="${HEALTH_INTERVAL:-2}"
 read -r -a compose <<<"${COMPOSE:-docker-compose}"
-read -r -a eventgate <<<"${EVENTGATE_CMD:-eventgate}"
+SCRIPT_NAME=blue-green
+# say, step (an override given as a shell command, or else the guide's default step) and the
+# eventgate command, shared with the guide's other scripts.
+source "$(dirname "${BASH_SOURCE[0]}")/guide-env.sh"
 
-say() { printf '[blue-green] %s\n' "$*"; }
 refuse() {
     # $1: exit code; the rest: why. Traffic stays where it is.
     local code=$1
@@ -62,19 +64,6 @@ dsn = re.sub(r"(://[^:/@\s]*:)[^\s/]*(?=@[^@/\s]*(?:[/?\s]|$))", r"\g<1>****", d
 dsn = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\g<1>****", dsn, flags=re.I)
 print(dsn)
 PY
-}
-
-# Runs an override given as a shell command, or else the guide's default step.
-step() {
-    local name=$1 override=$2
-    shift 2
-    if [[ -n "$override" ]]; then
-        say "$name: $override"
-        bash -c "$override"
-    else
-        say "$name: $*"
-        "$@"
-    fi
 }
 
 default_switch_traffic() {
