@@ -92,10 +92,11 @@ def test_validate_names_a_missing_migration_file(legacy_db: Database, bundle_cop
 def test_validate_names_a_migration_applied_out_of_order(legacy_db: Database,
                                                          bundle_copy: Path) -> None:
     full = load_bundle(bundle_copy)
-    (bundle_copy / "migrations" / "008_enhanced_indexing.sql").unlink()
-    (bundle_copy / "rollback" / "008_enhanced_indexing_rollback.sql").unlink()
     with legacy_db.connect() as conn:
-        Runner(conn, load_bundle(bundle_copy)).execute()
+        Runner(conn, full).execute()
+        # 008's row gone from the ledger, as a run of a bundle without it would leave it (010
+        # itself refuses to run without 008's indexes).
+        conn.execute("DELETE FROM eventgate_ledger.migration_ledger WHERE version = 8")
         problems = Runner(conn, full).validate()
     assert ("008_enhanced_indexing.sql is not applied but a later migration (010) is: the "
             "migrations were applied out of order") in problems

@@ -194,11 +194,31 @@ $$;
 -- million guests into a table that maintains three more indexes row by row and checks a foreign
 -- key per row takes twice as long as building them once afterwards (docs/online-migrations.md
 -- § Measured). Nobody writes to the participants until the triggers below exist, so these locks
--- make no writer wait. IF EXISTS: the indexes are 008's, and 010 needs nothing else of it.
+-- make no writer wait. Not IF EXISTS: the indexes are 008's, and the rebuild builds them all,
+-- so a missing one would be built here and hide that 008 lacks it.
+DO $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT string_agg(name, ', ') INTO missing
+      FROM unnest(ARRAY['event_participants_event_idx', 'event_participants_email_idx',
+                        'event_participants_tenant_idx']) name
+     WHERE to_regclass(format('public.%I', name)) IS NULL;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                    WHERE conrelid = 'public.event_participants'::regclass
+                      AND conname = 'event_participants_event_tenant_fkey') THEN
+        missing := concat_ws(', ', missing, 'the foreign key event_participants_event_tenant_fkey');
+    END IF;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'the participants lack what 010 sets aside and builds back (%); nothing was migrated', missing
+            USING HINT = 'they come from 007 and 008: apply them as shipped, then run the migration again';
+    END IF;
+END
+$$;
 ALTER TABLE event_participants DROP CONSTRAINT event_participants_event_tenant_fkey;
-DROP INDEX IF EXISTS event_participants_event_idx;
-DROP INDEX IF EXISTS event_participants_email_idx;
-DROP INDEX IF EXISTS event_participants_tenant_idx;
+DROP INDEX event_participants_event_idx;
+DROP INDEX event_participants_email_idx;
+DROP INDEX event_participants_tenant_idx;
 
 -- What the foreign key would cascade while it is away: 009's view triggers change an event's
 -- id or tenant (the old application updated its wedding), or delete it. Without the event
