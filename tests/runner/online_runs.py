@@ -32,31 +32,43 @@ def paused_bundle(bundle_copy: Path, before: str) -> Bundle:
     return load_bundle(bundle_copy)
 
 
+def kill_runner_when(db: Database, bundle_dir: Path, waiting: str, what: str, *,
+                     log: Path | None = None, timeout: float = 120) -> None:
+    """Run `eventgate migrate --execute` in a child, kill -9 it once its session matches
+    `waiting` (a condition on pg_stat_activity), and wait until that session has ended."""
+    with (log.open("w") if log else open(os.devnull, "w")) as out:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "eventgate.cli", "migrate", "--execute", "--dsn", db.dsn,
+             "--bundle", str(bundle_dir)], stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"})
+        try:
+            with db.connect() as conn:
+                deadline = time.monotonic() + timeout
+                while conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                        f"'eventgate migrate' AND {waiting}").fetchone() != (1,):
+                    assert time.monotonic() < deadline, f"the runner never reached {what}"
+                    assert runner.poll() is None, (f"the runner ended before {what}"
+                                                   + (f": {log.read_text()}" if log else ""))
+                    time.sleep(0.05)
+                os.kill(runner.pid, signal.SIGKILL)
+                assert runner.wait(timeout=10) == -signal.SIGKILL
+                deadline = time.monotonic() + 60
+                while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "application_name = 'eventgate migrate'").fetchone() != (0,):
+                    assert time.monotonic() < deadline, "the killed runner's session stayed"
+                    time.sleep(0.05)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+
+
 def kill_in_pause(db: Database, bundle_copy: Path) -> None:
     with db.connect() as conn:
         conn.execute(f"ALTER DATABASE {db.name} SET {PAUSE} = 'on'")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "eventgate.cli", "migrate", "--execute", "--dsn", db.dsn,
-         "--bundle", str(bundle_copy)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "COLUMNS": "200"})
     try:
-        with db.connect() as conn:
-            deadline = time.monotonic() + 120
-            while conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                    "'eventgate migrate' AND query LIKE 'SELECT pg_sleep(600)%' "
-                    "AND state = 'active'").fetchone() != (1,):
-                assert time.monotonic() < deadline, "the runner never reached the pause"
-                assert runner.poll() is None, "the runner ended before the pause"
-                time.sleep(0.05)
-            os.kill(runner.pid, signal.SIGKILL)
-            assert runner.wait(timeout=10) == -signal.SIGKILL
-            conn.execute(f"ALTER DATABASE {db.name} RESET {PAUSE}")
-            deadline = time.monotonic() + 30
-            while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name "
-                               "= 'eventgate migrate'").fetchone() != (0,):
-                assert time.monotonic() < deadline, "the killed runner's session stayed"
-                time.sleep(0.05)
+        kill_runner_when(db, bundle_copy, "query LIKE 'SELECT pg_sleep(600)%%' AND "
+                         "state = 'active'", "the pause")
     finally:
-        if runner.poll() is None:
-            runner.kill()
+        with db.connect() as conn:
+            conn.execute(f"ALTER DATABASE {db.name} RESET {PAUSE}")

@@ -4,16 +4,11 @@ own transaction). A run cut short in it leaves an INVALID index that the next ru
 builds again, or that the undo drops; while the foreign key is away, what it would cascade is
 carried by a trigger, or its validation fails."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from online_runs import kill_in_pause, paused_bundle
+from online_runs import kill_in_pause, kill_runner_when, paused_bundle
 
 from eventgate.bundle import Bundle, SqlFile
 from eventgate.checks.snapshot import differences, fingerprint
@@ -79,33 +74,12 @@ def _kill_mid_build(db: Database, bundle: Bundle, log: Path) -> None:
     """Run 010 in a child, and kill -9 it while its first CONCURRENTLY build waits out an old
     snapshot (a REPEATABLE READ transaction opened before the run): the index is in the
     catalog by then, INVALID until the build's last step."""
-    with psycopg.connect(db.dsn) as blocker, log.open("w") as out:
+    with psycopg.connect(db.dsn) as blocker:
         blocker.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         blocker.execute("SELECT 1")  # the snapshot every CONCURRENTLY build waits for
-        child = subprocess.Popen(
-            [sys.executable, "-m", "eventgate.cli", "migrate", "--execute", "--dsn", db.dsn,
-             "--bundle", str(bundle.root)], stdout=out, stderr=subprocess.STDOUT)
-        try:
-            with db.connect() as conn:
-                deadline = time.monotonic() + 180
-                while conn.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                        "'eventgate migrate' AND query LIKE '%%CREATE INDEX CONCURRENTLY%%' "
-                        "AND wait_event_type = 'Lock'").fetchone() != (1,):
-                    assert time.monotonic() < deadline, "the runner never waited in its build"
-                    assert child.poll() is None, log.read_text()
-                    time.sleep(0.05)
-                os.kill(child.pid, signal.SIGKILL)
-                assert child.wait(timeout=10) == -signal.SIGKILL
-                # Its server session ends when its lock_timeout does, leaving the index behind.
-                deadline = time.monotonic() + 60
-                while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE "
-                                   "application_name = 'eventgate migrate'").fetchone() != (0,):
-                    assert time.monotonic() < deadline, "the killed runner's session stayed"
-                    time.sleep(0.05)
-        finally:
-            if child.poll() is None:
-                child.kill()
+        # Its server session ends when its lock_timeout does, leaving the index behind.
+        kill_runner_when(db, bundle.root, "query LIKE '%%CREATE INDEX CONCURRENTLY%%' AND "
+                         "wait_event_type = 'Lock'", "its build", log=log, timeout=180)
         blocker.rollback()
 
 

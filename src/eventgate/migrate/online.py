@@ -232,7 +232,7 @@ class OnlineRun:
                 (f"{schema}.{name}" if schema else name,)).fetchone()
             if row is not None:
                 self.runner.progress.note(f"{self.migration.label} ({phase.name}): dropping "
-                                          f"the INVALID index {row[0]} an earlier run left")
+                                          f"the INVALID index {row[0]} a build cut short left")
                 self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
                     sql.Identifier(*((schema, name) if schema else (name,)))))
 

@@ -91,7 +91,7 @@ def read_plain_dump(path: Path | str) -> PlainDump:
                               f"({meta_path}) recorded {recorded}; the file was changed or cut "
                               "after the backup. Nothing was changed.")
     rows: dict[str, int] = {}
-    first = ""
+    head: list[str] = []  # pg_dump's header is in its first lines
     complete = False
     version = database = None
     copying: str | None = None
@@ -99,8 +99,8 @@ def read_plain_dump(path: Path | str) -> PlainDump:
         with _open(path) as stream:
             for n, raw in enumerate(stream):
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if n == 0:
-                    first = line
+                if n < 5:
+                    head.append(line)
                 if copying is not None:
                     if line == "\\.":
                         copying = None
@@ -125,7 +125,7 @@ def read_plain_dump(path: Path | str) -> PlainDump:
         raise BackupError(f"refusing {path.name}: it cannot be read whole ({exc}); a .gz "
                           "that fails its CRC or ends early is corrupt or was cut short. "
                           "Nothing was changed.") from exc
-    if not first.lstrip("\ufeff").startswith("--") or HEADER not in _head(path):
+    if not head or not head[0].lstrip("\ufeff").startswith("--") or HEADER not in head:
         raise BackupError(f"refusing {path.name}: it is not a plain pg_dump SQL file (no "
                           f"'{HEADER}' header); eventgate restore --latest takes eventgate's "
                           "own backups. Nothing was changed.")
@@ -143,11 +143,6 @@ def read_plain_dump(path: Path | str) -> PlainDump:
                      "covers a .sql.gz)")
     return PlainDump(path, path.suffix == ".gz", size, version, database, rows, created,
                      metadata, meta_path, notes)
-
-
-def _head(path: Path, lines: int = 5) -> str:
-    with _open(path) as stream:
-        return "".join(next(stream, b"").decode("utf-8", "replace") for _ in range(lines))
 
 
 def scratch_sql(dump: PlainDump) -> Iterator[bytes]:
