@@ -2,12 +2,13 @@
 batch that fails leaves a truthful ledger (010 not applied), legacy tables as the old
 application wrote them, and a place the next run resumes from, or undoes."""
 
+import re
 from pathlib import Path
 
 import pytest
 from online_runs import applied, kill_in_pause, paused_bundle
 
-from eventgate.bundle import Bundle, load_bundle
+from eventgate.bundle import Bundle, SqlFile, load_bundle
 from eventgate.checks.snapshot import differences, fingerprint
 from eventgate.cli.main import main
 from eventgate.errors import MigrationError
@@ -106,6 +107,35 @@ def test_a_failed_batch_stops_the_backfill_where_it_was_and_a_rerun_finishes(
         assert backfill.rows is not None and backfill.rows > 0
 
 
+def test_a_batch_that_meets_a_row_a_trigger_carried_runs_again_as_written(
+        legacy_db: Database, bundle_copy: Path) -> None:
+    """Each batch tries the INSERT without its ON CONFLICT DO NOTHING first. Guests written
+    after the triggers but before the guests' range is read are in that range and carried
+    already: the batch that meets them fails its first try, runs again as written, and copies
+    each guest once."""
+    bundle = paused_bundle(bundle_copy, "-- eventgate:backfill table=wedding_invitations")
+    with legacy_db.connect() as conn:
+        Runner(conn, bundle).execute(to=9)
+    kill_in_pause(legacy_db, bundle_copy)
+    with legacy_db.connect() as conn:
+        added = [r[0] for r in conn.execute(
+            "INSERT INTO wedding_invitations (wedding_id, guest_name, rsvp_status, party_size) "
+            "SELECT id, 'carried before the range was read', 'pending', 1 FROM wedding_events "
+            "ORDER BY id LIMIT 3 RETURNING id").fetchall()]
+        assert conn.execute("SELECT count(*) FROM event_participants WHERE id = ANY(%s)",
+                            (added,)).fetchone() == (3,)
+        [report] = Runner(conn, bundle, batch_rows=50).execute()
+        guests = next(s for s in report.statements
+                      if s.status.startswith("BACKFILL") and "event_participants" in s.summary)
+        # The batches before the guests written in the pause took the first try.
+        found = re.search(r"as written from batch (\d+)$", guests.status)
+        assert found and 1 < int(found[1]) <= int(guests.status.split()[1]), guests.status
+        assert Runner(conn, bundle).validate() == []
+        assert conn.execute(
+            "SELECT count(*), count(DISTINCT id) FROM wedding_invitations WHERE id = ANY(%s)",
+            (added,)).fetchone() == (3, 3)
+
+
 def test_the_phases_of_010_are_read_as_written(reference_bundle: Bundle) -> None:
     script = read_phases(reference_bundle.migration(10))
     assert script.online
@@ -114,8 +144,32 @@ def test_the_phases_of_010_are_read_as_written(reference_bundle: Bundle) -> None
         "backfill:wedding_sections", "rebuild", "reattach", "verify", "switch"]
     assert [p.name for p in script.abort] == ["unhook", "delete", "restore"]
     assert script.phase("rebuild").kind == "concurrently"
+    guests = script.phase("backfill:wedding_invitations")
+    assert "ON CONFLICT" in guests.statements[0]
+    assert guests.first_try and "CONFLICT" not in guests.first_try
     switch = script.phase("switch")
     assert switch.lock_timeout_ms == 500
+
+
+@pytest.mark.parametrize("statement, first_try", [
+    ("INSERT INTO t (id) SELECT id FROM s WHERE id > current_setting('eventgate.batch_after')"
+     "::bigint AND id <= current_setting('eventgate.batch_upto')::bigint "
+     "ON CONFLICT (id) DO NOTHING",
+     "INSERT INTO t (id) SELECT id FROM s WHERE id > CAST(current_setting('eventgate.batch_after')"
+     " AS bigint) AND id <= CAST(current_setting('eventgate.batch_upto') AS bigint)"),
+    # DO UPDATE changes rows a plain INSERT would fail on: only DO NOTHING is tried without.
+    ("INSERT INTO t (id) SELECT id FROM s WHERE id > current_setting('eventgate.batch_after')"
+     "::bigint AND id <= current_setting('eventgate.batch_upto')::bigint "
+     "ON CONFLICT (id) DO UPDATE SET id = excluded.id", None),
+    ("UPDATE t SET a = 1 WHERE id > current_setting('eventgate.batch_after')::bigint "
+     "AND id <= current_setting('eventgate.batch_upto')::bigint", None),
+])
+def test_a_backfill_tries_first_without_do_nothing_only(
+        tmp_path: Path, statement: str, first_try: str | None) -> None:
+    path = tmp_path / "010_x.sql"
+    path.write_text("-- eventgate:phase one\nSELECT 1;\n-- eventgate:backfill table=s key=id\n"
+                    f"{statement};\n-- eventgate:phase two\nSELECT 2;\n")
+    assert read_phases(SqlFile(10, "010_x", path)).phase("backfill:s").first_try == first_try
 
 
 def test_a_mistyped_annotation_is_refused_before_anything_runs(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.errors import DeadlockDetected, LockNotAvailable
+from psycopg.errors import DeadlockDetected, LockNotAvailable, UniqueViolation
 
 from eventgate.bundle import Migration
 from eventgate.checks import snapshot
@@ -33,7 +34,12 @@ BATCH_RETRIES = 20
 # do not wait longer, and is tried again.
 BATCH_LOCK_TIMEOUT_MS = 200
 
+
 T = TypeVar("T")
+
+
+class _MetACopy(Exception):
+    """A batch's first try met a copy a trigger had made: the batch runs again as written."""
 
 
 class OnlineRun:
@@ -148,8 +154,13 @@ class OnlineRun:
         rows = self.runner.batch_rows or phase.rows
         pause = (self.runner.batch_pause_ms if self.runner.batch_pause_ms is not None
                  else phase.pause_ms) / 1000
+        # Once a first try has met a row a trigger carried, the rest of the backfill runs as
+        # written: a failed first try costs its batch twice and writes an ERROR line in the
+        # server's log, so there is at most one per backfill.
+        as_written = phase.first_try is None
         while after < upto:
-            def attempt(after: int = after) -> tuple[int, int, int]:
+            def attempt(after: int = after, as_written: bool = False) -> tuple[int, int, int]:
+                text = statement if as_written or phase.first_try is None else phase.first_try
                 with self.conn.transaction():
                     self._lock_timeout(phase)
                     t_batch = time.perf_counter()
@@ -165,28 +176,41 @@ class OnlineRun:
                     self.runner.observe_before()
                     with self.conn.cursor() as cur:
                         try:
-                            cur.execute(statement.encode())
+                            cur.execute(text.encode())
                         except (LockNotAvailable, DeadlockDetected):
                             raise  # the batch is tried again
+                        except UniqueViolation as exc:
+                            if text is statement:
+                                raise self._stopped_batch(phase, after, hi, exc) from exc
+                            raise _MetACopy from None  # the batch is rolled back, run as written
                         except psycopg.Error as exc:
-                            raise self._stopped(
-                                f"the backfill of {phase.table}, in the batch of keys after "
-                                f"{after} up to {hi}: {str(exc).strip()}", "this batch") from exc
+                            raise self._stopped_batch(phase, after, hi, exc) from exc
                         copied = max(cur.rowcount, 0)
                     self.runner.observe(self.migration, summary, t_batch)
                     resume.batch_done(self.conn, version, hi, keys, copied)
                 return hi, keys, copied
 
             t0 = time.perf_counter()
-            after, keys, copied = self._retrying(
-                attempt, f"{self.migration.label} ({phase.title}, keys after {after})", phase,
-                retries=BATCH_RETRIES)
+            what = f"{self.migration.label} ({phase.title}, keys after {after})"
+            try:
+                after, keys, copied = self._retrying(
+                    partial(attempt, as_written=as_written), what, phase, retries=BATCH_RETRIES)
+            except _MetACopy:
+                meter.as_written_from = meter.batches + 1
+                as_written = True
+                after, keys, copied = self._retrying(
+                    partial(attempt, as_written=True), what, phase, retries=BATCH_RETRIES)
             meter.add(keys, copied, time.perf_counter() - t0)
             self.runner.progress.batch(meter)
             if pause and after < upto:
                 time.sleep(pause)
         self.report.statements.append(meter.statement_report(phase.statements[0]))
         resume.advance(self.conn, version, self._next(phase))
+
+    def _stopped_batch(self, phase: Phase, after: int, upto: int, exc: psycopg.Error
+                       ) -> MigrationError:
+        return self._stopped(f"the backfill of {phase.table}, in the batch of keys after "
+                             f"{after} up to {upto}: {str(exc).strip()}", "this batch")
 
     def _concurrently(self, phase: Phase) -> None:
         """Each statement in a transaction of its own (the connection is autocommit). A run cut

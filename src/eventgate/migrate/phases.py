@@ -11,7 +11,10 @@ online, as several transactions, and undo it part-way (docs/online-migrations.md
                                                      the function F(after, upto) is called in
                                                      the batch's transaction before it (the
                                                      statement's snapshot is taken after F's
-                                                     locks are held)
+                                                     locks are held); an INSERT ... ON CONFLICT
+                                                     DO NOTHING is tried first without that
+                                                     clause, and a batch it fails on runs again
+                                                     as written
     -- eventgate:concurrently NAME [lock_timeout_ms=N]
                                                      each statement its own transaction, for
                                                      what cannot run in one: CREATE INDEX
@@ -32,6 +35,7 @@ import re
 from dataclasses import dataclass
 
 from pglast import ast, parse_sql
+from pglast.enums import OnConflictAction
 from pglast.stream import RawStream
 
 from eventgate.bundle import SqlFile
@@ -63,6 +67,10 @@ class Phase:
     rows: int = 5000
     pause_ms: int = 0
     guard: str | None = None  # a backfill's F(after, upto), called before each batch
+    # A backfill's INSERT without its ON CONFLICT DO NOTHING: what a batch tries first, since
+    # the arbiter check costs a fifth of a batch and a conflict (a row a trigger carried before
+    # the batch got to it) is rare; a batch that meets one runs again as written.
+    first_try: str | None = None
     # A concurrently phase: its statements as a dry run runs them, in its one transaction
     # (CONCURRENTLY taken out), and the indexes (schema or None, name) they build.
     in_transaction: tuple[str, ...] = ()
@@ -182,6 +190,7 @@ def _phase(script: SqlFile, name: str, kind: str, options: dict[str, str | int],
                          "batch would copy the whole table")
     in_transaction, indexes = _outside_a_transaction(script, name, statements, line) \
         if kind == "concurrently" else ((), ())
+    first_try = _without_do_nothing(statements[0]) if kind == "backfill" else None
     lock_timeout = options.get("lock_timeout_ms")
     return Phase(
         name=name, kind=kind, statements=statements, line=line,
@@ -190,7 +199,21 @@ def _phase(script: SqlFile, name: str, kind: str, options: dict[str, str | int],
         key=str(options["key"]) if "key" in options else None,
         rows=int(options.get("rows", 5000)), pause_ms=int(options.get("pause_ms", 0)),
         guard=str(options["guard"]) if "guard" in options else None,
-        in_transaction=in_transaction, indexes=indexes)
+        in_transaction=in_transaction, indexes=indexes, first_try=first_try)
+
+
+def _without_do_nothing(statement: str) -> str | None:
+    """The INSERT without its ON CONFLICT DO NOTHING, or None when it has none: it inserts
+    the same rows when nothing conflicts, and fails whole (unique_violation) when anything
+    does, so that trying it first never changes what a batch copies."""
+    node = parse_sql(statement)[0].stmt
+    if not isinstance(node, ast.InsertStmt):
+        return None
+    clause = node.onConflictClause
+    if clause is None or clause.action != OnConflictAction.ONCONFLICT_NOTHING:
+        return None
+    node.onConflictClause = None
+    return str(RawStream()(node))
 
 
 def _outside_a_transaction(script: SqlFile, name: str, statements: tuple[str, ...], line: int

@@ -45,6 +45,9 @@ class BatchProgress:
     batches: int = 0
     seconds: float = 0.0
     longest_s: float = 0.0
+    # The batch from which the statement ran as written, its first try (without ON CONFLICT DO
+    # NOTHING) having met a row a trigger had copied.
+    as_written_from: int | None = None
 
     def add(self, keys: int, copied: int, seconds: float) -> None:
         self.done += keys
@@ -69,8 +72,11 @@ class BatchProgress:
                 f"{share}, {self.rate:,.0f} rows/s{eta}")
 
     def statement_report(self, statement: str) -> StatementReport:
+        rerun = (f", as written from batch {self.as_written_from}"
+                 if self.as_written_from is not None else "")
         return StatementReport(summary(statement), f"BACKFILL {self.batches} batches, longest "
-                               f"{self.longest_s * 1000:.0f} ms", self.copied, self.seconds)
+                               f"{self.longest_s * 1000:.0f} ms{rerun}", self.copied,
+                               self.seconds)
 
 
 def _clock(seconds: float) -> str:
