@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from eventgate.bundle_budgets import HoldsUpTo, QueryBudget
 from eventgate.bundle_toml import (
     MAPPING_KINDS,
     ChangeLog,
@@ -20,7 +21,6 @@ from eventgate.bundle_toml import (
     IndexExpectation,
     LintWaiver,
     LockBudget,
-    QueryBudget,
     Reference,
     RollbackExports,
     SameValue,
@@ -40,6 +40,7 @@ __all__ = [
     "ChangeLog",
     "ColumnMapping",
     "Expectations",
+    "HoldsUpTo",
     "IndexExpectation",
     "LintWaiver",
     "LockBudget",

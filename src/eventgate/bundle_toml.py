@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from eventgate.bundle_budgets import QueryBudget, read_budget
 from eventgate.errors import BundleError
 
 MAPPING_KINDS = ("column", "jsonb", "derived", "dropped")
@@ -102,25 +103,6 @@ class UniqueValues:
     table: str
     columns: tuple[str, ...]
     where: str | None = None
-
-
-@dataclass(frozen=True)
-class QueryBudget:
-    """A named hot query with its latency budget and plan expectations."""
-
-    name: str
-    sql: str
-    params: dict[str, str] = field(default_factory=dict)
-    budget_ms: float = 50.0
-    statistic: str = "p95"
-    uses_index: tuple[str, ...] = ()
-    no_seq_scan: tuple[str, ...] = ()
-    why: str = ""
-    # "server": the execution time PostgreSQL reports (EXPLAIN ANALYZE), what the deployment
-    # guide's performance validation measures; "client": the round trip as the application
-    # sees it, send to last row fetched, which also counts the network and the answer's size.
-    judged_on: str = "server"
-    params_choice: str = ""  # how the parameters are chosen, in words, for the report
 
 
 @dataclass(frozen=True)
@@ -260,7 +242,7 @@ def read_expectations(path: Path) -> Expectations:
                           f"entry is malformed ({exc})") from exc
     return Expectations(tuple(schema.get("tables", ())), tuple(schema.get("views", ())),
                         tuple(indexes), references, same_values, unique,
-                        tuple(_budget(spec) for spec in data.get("budgets", [])),
+                        tuple(read_budget(spec) for spec in data.get("budgets", [])),
                         _change_log(data.get("change_log")), _locks(data.get("locks", {})),
                         *_lint(data.get("lint", {})))
 
@@ -331,41 +313,6 @@ def _change_log(spec: object) -> ChangeLog | None:
         raise BundleError(f"expectations.toml: [change_log] table {spec['table']!r} must read "
                           "'name' or 'schema.name' (lower case, unquoted identifiers)")
     return ChangeLog(spec["table"], " ".join(spec.get("note", "").split()))
-
-
-BUDGET_KEYS = {"name", "sql", "params", "budget_ms", "statistic", "uses_index", "no_seq_scan",
-               "why", "judged_on", "params_choice"}
-JUDGED_ON = ("server", "client")
-
-
-def _budget(spec: dict[str, Any]) -> QueryBudget:
-    name = spec.get("name", "<unnamed>")
-    unknown = set(spec) - BUDGET_KEYS
-    if unknown or "sql" not in spec or "name" not in spec:
-        raise BundleError(f"expectations.toml: [[budgets]] {name!r} needs name and sql and "
-                          f"takes only {', '.join(sorted(BUDGET_KEYS))}"
-                          + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
-    if spec.get("statistic", "p95") not in ("p50", "p95", "p99"):
-        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: statistic must be p50, "
-                          f"p95 or p99, not {spec['statistic']!r}")
-    if spec.get("judged_on", "server") not in JUDGED_ON:
-        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: judged_on must be "
-                          f"'server' (execution time in PostgreSQL) or 'client' (the round "
-                          f"trip), not {spec['judged_on']!r}")
-    budget_ms = spec.get("budget_ms", 50)
-    if not isinstance(budget_ms, int | float) or not 0 < budget_ms < float("inf"):
-        raise BundleError(f"expectations.toml: [[budgets]] {name!r}: budget_ms must be a "
-                          f"positive number of milliseconds, not {budget_ms!r}")
-    placeholders = set(re.findall(r"%\((\w+)\)s", spec["sql"]))
-    params = dict(spec.get("params", {}))
-    if placeholders - params.keys():
-        raise BundleError(f"expectations.toml: [[budgets]] {name!r} uses "
-                          f"{', '.join(sorted(placeholders - params.keys()))} in its sql but "
-                          "gives no params for it")
-    return QueryBudget(name, spec["sql"], params, float(spec.get("budget_ms", 50)),
-                       spec.get("statistic", "p95"), tuple(spec.get("uses_index", ())),
-                       tuple(spec.get("no_seq_scan", ())), spec.get("why", ""),
-                       spec.get("judged_on", "server"), spec.get("params_choice", ""))
 
 
 def read_toml(path: Path) -> dict[str, Any]:

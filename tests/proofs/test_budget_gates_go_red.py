@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from eventgate.bundle import Bundle, QueryBudget, load_bundle
+from eventgate.bundle import Bundle, HoldsUpTo, QueryBudget, load_bundle
+from eventgate.bundle_budgets import read_budget
 from eventgate.checks.budgets import PreparedQuery, measure, plan_check, prepare
 from eventgate.checks.result import CheckResult
 from eventgate.errors import BundleError
@@ -108,3 +109,40 @@ def test_a_whole_read_the_query_needs_is_not_proven_not_passed(migrated_db: Data
         result = plan_check(conn, query)
     assert result.outcome == "not proven"
     assert "needs most of the rows it reads" in result.summary
+
+
+@pytest.mark.parametrize(("holds_up_to_rows", "outcome"), [(1, "not proven"), (10**9, "failed")])
+def test_a_budget_over_its_time_past_the_volume_it_holds_to_is_not_proven_within_it_fails(
+        migrated_db: Database, holds_up_to_rows: int, outcome: str) -> None:
+    """A count declared to hold up to a volume: over budget past that volume it is not proven,
+    naming the volume and why; over budget within it, it fails as any budget does."""
+    budget = QueryBudget("slow-count", "SELECT count(*), pg_sleep(0.06) FROM events",
+                         holds_up_to=HoldsUpTo(holds_up_to_rows, "SELECT count(*) FROM events",
+                                               "an exact count reads every row"))
+    with migrated_db.connect() as conn:
+        events = conn.execute("SELECT count(*) FROM events").fetchone()
+        query = prepare(conn, budget)
+        assert isinstance(query, PreparedQuery)
+        result = measure(conn, query, rounds=3)
+    assert events is not None and result.outcome == outcome
+    assert "is OVER a 50 ms budget" in result.summary
+    if outcome == "not proven":
+        assert result.summary.endswith(
+            f"past the volume the budget holds to ({events[0]:,} rows, it holds up to 1: an "
+            "exact count reads every row)")
+
+
+def test_a_budget_within_its_time_passes_past_its_volume_too(migrated_db: Database) -> None:
+    budget = QueryBudget("fast-count", "SELECT count(*) FROM events",
+                         holds_up_to=HoldsUpTo(1, "SELECT count(*) FROM events", "a count"))
+    with migrated_db.connect() as conn:
+        query = prepare(conn, budget)
+        assert isinstance(query, PreparedQuery)
+        assert measure(conn, query, rounds=3).outcome == "passed"
+
+
+@pytest.mark.parametrize("spec", [{"rows": 0, "of": "SELECT 1", "why": "x"},
+                                  {"rows": 5, "of": "SELECT 1"}, "250000"])
+def test_a_bad_holds_up_to_is_refused_when_the_bundle_loads(spec: object) -> None:
+    with pytest.raises(BundleError, match=r"holds_up_to is \{ rows = N, of = "):
+        read_budget({"name": "x", "sql": "SELECT 1", "holds_up_to": spec})

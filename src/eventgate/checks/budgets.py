@@ -223,6 +223,14 @@ def budget_result(conn: psycopg.Connection, query: PreparedQuery, client_ms: lis
     passed = judged <= budget.budget_ms
     if not passed:
         summary = summary.replace(" against ", " is OVER ")
+        past = _past_its_volume(conn, budget)
+        if past is not None:
+            data["holds_up_to"] = past
+            return CheckResult.unproven(
+                "query budget", f"budget {budget.name}",
+                f"{summary}: not judged, this database is past the volume the budget holds "
+                f"to ({past['rows']:,} rows, it holds up to {past['holds_up_to_rows']:,}: "
+                f"{past['why']})", sql=f"{' '.join(past['of'].split())};", data=data)
     nodes = plan_nodes(plan["Plan"])
     details = tuple(f"{n['Node Type']}" + (f" on {n['Relation Name']}" if "Relation Name" in n
                     else "") + f": {n.get('Actual Total Time', 0):.2f} ms, "
@@ -231,6 +239,19 @@ def budget_result(conn: psycopg.Connection, query: PreparedQuery, client_ms: lis
         details += (f"parameters: {budget.params_choice}: {query.params}",)
     return CheckResult("query budget", f"budget {budget.name}", passed, summary, details,
                        f"EXPLAIN (ANALYZE, BUFFERS) {' '.join(budget.sql.split())};", data)
+
+
+def _past_its_volume(conn: psycopg.Connection, budget: QueryBudget) -> dict[str, Any] | None:
+    """The volume when the entry declares one it holds up to and this database is past it."""
+    bound = budget.holds_up_to
+    if bound is None:
+        return None
+    with conn.transaction():
+        row = conn.execute(bound.of.encode()).fetchone()
+    if row is None or row[0] is None or float(row[0]) <= bound.rows:
+        return None
+    return {"rows": int(row[0]), "holds_up_to_rows": bound.rows, "of": bound.of,
+            "why": bound.why}
 
 
 def measure(conn: psycopg.Connection, query: PreparedQuery, rounds: int = 30) -> CheckResult:
