@@ -34,7 +34,6 @@ BATCH_RETRIES = 20
 # do not wait longer, and is tried again.
 BATCH_LOCK_TIMEOUT_MS = 200
 
-
 T = TypeVar("T")
 
 
@@ -160,7 +159,7 @@ class OnlineRun:
         as_written = phase.first_try is None
         while after < upto:
             def attempt(after: int = after, as_written: bool = False) -> tuple[int, int, int]:
-                text = statement if as_written or phase.first_try is None else phase.first_try
+                first_try = None if as_written else phase.first_try
                 with self.conn.transaction():
                     self._lock_timeout(phase)
                     t_batch = time.perf_counter()
@@ -176,11 +175,11 @@ class OnlineRun:
                     self.runner.observe_before()
                     with self.conn.cursor() as cur:
                         try:
-                            cur.execute(text.encode())
+                            cur.execute((first_try or statement).encode())
                         except (LockNotAvailable, DeadlockDetected):
                             raise  # the batch is tried again
                         except UniqueViolation as exc:
-                            if text is statement:
+                            if first_try is None:
                                 raise self._stopped_batch(phase, after, hi, exc) from exc
                             raise _MetACopy from None  # the batch is rolled back, run as written
                         except psycopg.Error as exc:
