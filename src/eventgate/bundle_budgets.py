@@ -82,11 +82,9 @@ def _holds_up_to(name: str, spec: Any) -> HoldsUpTo | None:
         return None
     rows = spec.get("rows") if isinstance(spec, dict) else None
     if (not isinstance(spec, dict) or set(spec) != {"rows", "of", "why"}
-            or not isinstance(rows, int) or rows <= 0
+            or not isinstance(rows, int) or isinstance(rows, bool) or rows <= 0
             or not all(isinstance(spec[k], str) and spec[k].strip() for k in ("of", "why"))):
         raise BundleError(f"expectations.toml: [[budgets]] {name!r}: holds_up_to is "
                           "{ rows = N, of = \"a query returning the volume\", why = \"the "
                           "reason the budget is not promised past it\" }")
     return HoldsUpTo(rows, spec["of"], " ".join(spec["why"].split()))
-
-

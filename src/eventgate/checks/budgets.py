@@ -1,6 +1,7 @@
 """Query budgets: each named query's parameters resolved from the data, its plan checked for
 the indexes it must use and the sequential scans it must not do, and its latency held to a
-budget on a percentile."""
+budget on a percentile (not proven, rather than failed, past the volume an entry says its budget
+holds up to)."""
 
 from __future__ import annotations
 
