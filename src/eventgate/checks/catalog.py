@@ -47,3 +47,36 @@ def columns(conn: psycopg.Connection, relation: str, schema: str = "public") -> 
     """The columns of a table or view, in order; [] when there is no such relation."""
     rows = conn.execute(COLUMNS, (schema, relation)).fetchall()
     return [Column(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+
+
+# The table and column a column's values come from: a single-column foreign key on the relation
+# itself, or, for a view (which has none), on a table the view reads, of a column of the same
+# name. The relation's own key wins.
+REFERENCED = """
+WITH rel AS (
+  SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = %(schema)s AND c.relname = %(relation)s),
+sources AS (
+  SELECT oid FROM rel
+  UNION
+  SELECT d.refobjid FROM pg_rewrite r
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                    AND d.refclassid = 'pg_class'::regclass
+   WHERE r.ev_class = (SELECT oid FROM rel) AND d.refobjid <> r.ev_class)
+SELECT k.confrelid::regclass::text, fa.attname
+  FROM pg_constraint k JOIN sources s ON k.conrelid = s.oid
+  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+  JOIN pg_attribute fa ON fa.attrelid = k.confrelid AND fa.attnum = k.confkey[1]
+ WHERE k.contype = 'f' AND cardinality(k.conkey) = 1 AND a.attname = %(column)s
+ ORDER BY k.conrelid = (SELECT oid FROM rel) DESC, k.conname
+ LIMIT 1
+"""
+
+
+def referenced(conn: psycopg.Connection, relation: str, column: str,
+               schema: str = "public") -> tuple[str, str] | None:
+    """(table, column) the values of relation.column must come from, by a foreign key of the
+    relation or of a table its view reads; None when no key says."""
+    row = conn.execute(REFERENCED, {"schema": schema, "relation": relation,
+                                    "column": column}).fetchone()
+    return (str(row[0]), str(row[1])) if row else None

@@ -6,7 +6,8 @@ rollback, whether the rollback keeps what was written through the views (integri
 
 Values are made so that every constraint of both schemas accepts them: a column with few
 distinct values (a status, a time zone, a wedding id) gets another value the table already
-holds; any other column a changed value of its own type."""
+holds, or, when it holds one, another its foreign key accepts; any other column a changed value
+of its own type."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from eventgate.bundle import TableMapping
-from eventgate.checks.catalog import Column, columns
+from eventgate.checks.catalog import Column, columns, referenced
 from eventgate.checks.result import error_line
 from eventgate.checks.rows import has_rows
 
@@ -37,6 +38,11 @@ CHANGED: dict[str, tuple[str, str]] = {
     "timestamp with time zone": ("{v} + interval '1 day 1 microsecond'",
                                  "timestamptz '2030-06-15 12:34:56.789012+00'"),
 }
+
+
+class Unchangeable(Exception):
+    """The data offers no other value for a column (one tenant, and the table its key
+    references holds no second one): the edit of that column cannot be exercised."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +93,23 @@ def new_value(conn: psycopg.Connection, relation: str, key: str, row: object,
                 name=name, table=table, current=current, key=sql.Identifier(key))).fetchone()
         if found is not None:
             return str(found[0])
+        # The table holds one value (every wedding in one tenant): another one its foreign key
+        # accepts, from the table it references.
+        source = referenced(conn, relation, column.name)
+        if source is not None:
+            other = conn.execute(sql.SQL(
+                "SELECT {ref}::text FROM {parent} WHERE {ref} IS DISTINCT FROM {current} "
+                "ORDER BY {ref} DESC LIMIT 1").format(
+                    ref=sql.Identifier(source[1]), parent=sql.SQL(source[0]),
+                    current=current)).fetchone()
+            if other is None:
+                raise Unchangeable(f"{relation}.{column.name}: {source[0]}.{source[1]} holds "
+                                   "no other value for it to reference")
+            return str(other[0])
     if column.base_type not in CHANGED:
-        raise AssertionError(f"{relation}.{column.name}: no way to change a {column.type} "
-                             "value; add its type to eventgate.checks.view_writes.CHANGED")
+        raise Unchangeable(f"{relation}.{column.name}: the table holds no other {column.type} "
+                           "value, no foreign key names one, and eventgate makes none of that "
+                           "type (eventgate.checks.view_writes.CHANGED)")
     changed, fixed = CHANGED[column.base_type]
     expression = sql.SQL("coalesce({}, {})").format(
         sql.SQL(changed.format(v="{}")).format(current), sql.SQL(fixed))

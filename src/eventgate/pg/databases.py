@@ -24,6 +24,20 @@ class Database:
                                options=options)
 
 
+# From this size a clone copies the template's files (two checkpoints) rather than writing
+# every block through the WAL, PostgreSQL 15's default: at 10M guests (2.3 GB) that default
+# takes minutes per clone, the files seconds. Below it the WAL way is the faster one.
+FILE_COPY_FROM_BYTES = 256 * 1024 * 1024
+
+
+def _copy_files(conn: psycopg.Connection, template: str) -> bool:
+    """Whether a clone of `template` should copy its files (PostgreSQL 15 and later choose)."""
+    row = conn.execute("SELECT current_setting('server_version_num')::int >= 150000 "
+                       "AND pg_database_size(%s) >= %s",
+                       (template, FILE_COPY_FROM_BYTES)).fetchone()
+    return bool(row and row[0])
+
+
 class Databases:
     """Databases made on an owned server; `drop_all()` removes every one still there."""
 
@@ -39,10 +53,13 @@ class Databases:
     def create(self, purpose: str, template: str | None = None) -> Database:
         name = self._name(purpose)
         stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            # Cloning needs the template to have no other session: callers close theirs first.
-            stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
         with self.server.connect() as conn:
+            if template:
+                # Cloning needs the template to have no other session: callers close theirs
+                # first.
+                stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+                if _copy_files(conn, template):
+                    stmt = sql.SQL("{} STRATEGY FILE_COPY").format(stmt)
             conn.execute(stmt)
         self._made.append(name)
         return Database(name, self.server.dsn_for(name))
