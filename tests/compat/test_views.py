@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from eventgate.bundle import Bundle, TableMapping
+from eventgate.checks.key_ranges import Readers
 from eventgate.checks.legacy_queries import LegacyQuery, load_queries, same_results
 from eventgate.checks.views import view_matches_legacy, view_nullability, view_shape
 from eventgate.pytest_plugin.proof import hold
@@ -17,8 +18,10 @@ QUERIES = load_queries(Path(__file__).resolve().parents[2] / "fixtures" / "legac
 
 
 def test_view_returns_the_legacy_rows(target_conn: psycopg.Connection,
-                                      view_mapping: TableMapping, bundle: Bundle) -> None:
-    hold(view_matches_legacy(target_conn, view_mapping, log=bundle.expectations.change_log))
+                                      view_mapping: TableMapping, bundle: Bundle,
+                                      target_readers: Readers) -> None:
+    hold(view_matches_legacy(target_conn, view_mapping, log=bundle.expectations.change_log,
+                             readers=target_readers))
 
 
 def test_view_has_the_legacy_columns_names_order_and_types(target_conn: psycopg.Connection,

@@ -13,6 +13,7 @@ from eventgate.checks.changes import (
     read_changes,
     with_summary,
 )
+from eventgate.checks.key_ranges import KeyRange, Readers, in_ranges, ranges_for
 from eventgate.checks.result import CheckResult
 from eventgate.checks.rows import nothing_to_compare, where_clause
 
@@ -20,18 +21,24 @@ CHECK = "row-count parity"
 SAMPLE = 5
 
 
-def _legacy_query(mapping: TableMapping, changes: Changes) -> sql.Composed:
+def _legacy_query(mapping: TableMapping, changes: Changes,
+                  key_range: KeyRange | None = None) -> sql.Composed:
     key = sql.SQL("l.{}").format(sql.Identifier(mapping.key))
+    conditions = [changes.unchanged(key)] if changes.log else []
+    if key_range is not None:
+        conditions.append(key_range.predicate(key))
     return sql.SQL("SELECT {key} FROM {source} l{where}").format(
-        key=key, source=sql.Identifier(mapping.legacy_source),
-        where=where_clause([changes.unchanged(key)] if changes.log else []))
+        key=key, source=sql.Identifier(mapping.legacy_source), where=where_clause(conditions))
 
 
-def _target_query(mapping: TableMapping, changes: Changes) -> sql.Composed:
+def _target_query(mapping: TableMapping, changes: Changes,
+                  key_range: KeyRange | None = None) -> sql.Composed:
     key = sql.SQL("t.{}").format(sql.Identifier(mapping.columns[mapping.key].target))
     conditions: list[sql.Composable] = [sql.SQL(mapping.filter)] if mapping.filter else []
     if changes.log:
         conditions.append(changes.unchanged(key))
+    if key_range is not None:
+        conditions.append(key_range.predicate(key))
     return sql.SQL("SELECT {key} FROM {target} t{where}").format(
         key=key, target=sql.Identifier(mapping.target), where=where_clause(conditions))
 
@@ -49,18 +56,41 @@ def _keys_only_in(conn: psycopg.Connection, left: sql.Composable, right: sql.Com
     return [r[0] for r in conn.execute(query).fetchall()]
 
 
+def _tally(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
+           key_range: KeyRange | None) -> tuple[int, int, list[object], list[object]]:
+    """Both sides' rows in (a range of) the key, and the first keys only one side has."""
+    legacy = _legacy_query(mapping, changes, key_range)
+    target = _target_query(mapping, changes, key_range)
+    # Equal counts can still hide a lost row and an invented one: the keys are compared too.
+    return (_count(conn, legacy), _count(conn, target), _keys_only_in(conn, legacy, target),
+            _keys_only_in(conn, target, legacy))
+
+
+def _first(keys: list[object]) -> list[object]:
+    """The first SAMPLE keys in key order (NULL last), as one ORDER BY gives them."""
+    return sorted(keys, key=lambda k: (k is None, k if k is not None else 0))[:SAMPLE]
+
+
 def row_count_parity(conn: psycopg.Connection, mapping: TableMapping, *,
-                     log: ChangeLog | None = None) -> CheckResult:
+                     log: ChangeLog | None = None,
+                     readers: Readers | None = None) -> CheckResult:
     """Compare the legacy rows (kept as the backup table) with the migrated rows; with the
-    bundle's change record (`log`), keys written since the migration are left out."""
+    bundle's change record (`log`), keys written since the migration are left out. With
+    `readers`, a big table's key is split over sessions sharing the snapshot."""
     subject = f"{mapping.legacy_source} -> {mapping.target}"
     with one_snapshot(conn):  # the record and both sides, read together
         changes = read_changes(conn, log, mapping.target)
         legacy, target = _legacy_query(mapping, changes), _target_query(mapping, changes)
-        before, after = _count(conn, legacy), _count(conn, target)
-        # Equal counts can still hide a lost row and an invented one: the keys are compared too.
-        missing = _keys_only_in(conn, legacy, target)
-        extra = _keys_only_in(conn, target, legacy)
+        ranges = ranges_for(conn, readers, mapping.legacy_source, mapping.key)
+        if ranges is None or readers is None:
+            parts = [_tally(conn, mapping, changes, None)]
+        else:
+            parts = in_ranges(conn, readers, ranges,
+                              lambda session, key_range: _tally(session, mapping, changes,
+                                                                key_range))
+        before, after = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        missing = _first([k for p in parts for k in p[2]])
+        extra = _first([k for p in parts for k in p[3]])
         reproduce = sql.SQL("SELECT (SELECT count(*) FROM ({}) l) AS legacy, "
                             "(SELECT count(*) FROM ({}) m) AS migrated;").format(
             legacy, target).as_string(conn)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -24,6 +24,7 @@ from psycopg import sql
 
 from eventgate.bundle import ChangeLog, ColumnMapping, TableMapping
 from eventgate.checks.changes import Changes, read_changes, with_summary
+from eventgate.checks.key_ranges import KeyRange, Readers, in_ranges, ranges_for
 from eventgate.checks.result import CheckResult
 from eventgate.checks.rows import has_rows, nothing_to_compare, where_clause
 
@@ -87,9 +88,11 @@ def _compare(name: str, column: ColumnMapping, target: str) -> ComparedColumn:
         sql.Identifier(column.target)), f"{target}.{column.target} (derived)")
 
 
-def parity_query(mapping: TableMapping, changes: Changes | None = None) -> sql.Composed:
+def parity_query(mapping: TableMapping, changes: Changes | None = None,
+                 key_range: KeyRange | None = None) -> sql.Composed:
     """The differing rows: key, which side lacks it, the changed columns, both sides' values;
-    with `changes`, keys written since the migration are left out of both sides."""
+    with `changes`, keys written since the migration are left out of both sides; with
+    `key_range`, only keys in it, on both sides."""
     columns = compared_columns(mapping)
     key = mapping.columns[mapping.key]
     assert key.kind == "column", "the key must be copied unchanged"
@@ -101,6 +104,9 @@ def parity_query(mapping: TableMapping, changes: Changes | None = None) -> sql.C
     if changes is not None and changes.log is not None:
         legacy_where.append(changes.unchanged(legacy_key))
         migrated_where.append(changes.unchanged(migrated_key))
+    if key_range is not None:
+        legacy_where.append(key_range.predicate(legacy_key))
+        migrated_where.append(key_range.predicate(migrated_key))
     legacy_side = sql.SQL("SELECT {key} AS k, {cols} FROM {source} l{where}").format(
         key=legacy_key, source=sql.Identifier(mapping.legacy_source),
         where=where_clause(legacy_where),
@@ -152,14 +158,46 @@ def _describe(sample: dict[str, Any], table: str, key: str) -> str:
     return f"{head}: {changes}"
 
 
+@dataclass
+class _Tally:
+    """What one query over (part of) the key found: counts by kind and column, the first
+    differing rows in key order."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    by_column: Counter[str] = field(default_factory=Counter)
+    samples: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, other: _Tally) -> None:
+        self.counts.update(other.counts)
+        self.by_column.update(other.by_column)
+        self.samples.extend(other.samples)
+
+
+def _tally(conn: psycopg.Connection, query: sql.Composed, columns: list[ComparedColumn],
+           sample_limit: int) -> _Tally:
+    found = _Tally()
+    with conn.cursor(name="eventgate_parity") as cur:
+        cur.itersize = STREAM_ROWS
+        cur.execute(query)
+        for row in cur:
+            kind = "missing" if row[1] else "extra" if row[2] else "changed"
+            found.counts[kind] += 1
+            if kind == "changed":
+                found.by_column.update(row[3])
+            if len(found.samples) < sample_limit:
+                found.samples.append((row[0], _sample(row, columns)))
+    return found
+
+
 def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit: int = 10,
-                   *, log: ChangeLog | None = None) -> CheckResult:
+                   *, log: ChangeLog | None = None,
+                   readers: Readers | None = None) -> CheckResult:
     """Every legacy row of one table against its migrated row, in one snapshot; with the
-    bundle's change record (`log`), rows written since the migration are left out."""
+    bundle's change record (`log`), rows written since the migration are left out. With
+    `readers`, a big table's key is split over that many sessions sharing the snapshot: the
+    same rows found, the same samples (the first in key order)."""
     columns = compared_columns(mapping)
-    counts: Counter[str] = Counter()
-    by_column: Counter[str] = Counter()
-    samples: list[dict[str, Any]] = []
+    found = _Tally()
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # The FULL JOIN hashes one whole side; with the default 4 MB it spills to disk.
@@ -167,18 +205,23 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit
         # In the same snapshot as the rows it excludes.
         changes = read_changes(conn, log, mapping.target)
         query = parity_query(mapping, changes)
-        with conn.cursor(name="eventgate_parity") as cur:
-            cur.itersize = STREAM_ROWS
-            cur.execute(query)
-            for row in cur:
-                kind = "missing" if row[1] else "extra" if row[2] else "changed"
-                counts[kind] += 1
-                if kind == "changed":
-                    by_column.update(row[3])
-                if len(samples) < sample_limit:
-                    samples.append(_sample(row, columns))
+        ranges = ranges_for(conn, readers, mapping.legacy_source, mapping.key)
+        if ranges is None or readers is None:
+            found = _tally(conn, query, columns, sample_limit)
+        else:
+            def part(session: psycopg.Connection, key_range: KeyRange) -> _Tally:
+                session.execute("SET LOCAL work_mem = '128MB'")
+                return _tally(session, parity_query(mapping, changes, key_range), columns,
+                              sample_limit)
+            for tally in in_ranges(conn, readers, ranges, part):
+                found.add(tally)
         reproduce = query.as_string(conn) + ";"
         compared_any = has_rows(conn, mapping.legacy_source)
+    # The ranges' samples merged: the first in key order, as one ORDER BY would give them
+    # (NULL keys last, as PostgreSQL sorts them).
+    found.samples.sort(key=lambda s: (s[0] is None, s[0] if s[0] is not None else 0))
+    counts, by_column = found.counts, found.by_column
+    samples = [s for _, s in found.samples[:sample_limit]]
     subject = f"{mapping.legacy_source} -> {mapping.target}"
     data = {"table": mapping.legacy_table, "missing": counts["missing"],
             "extra": counts["extra"], "changed": counts["changed"],

@@ -9,7 +9,8 @@ from psycopg import sql
 
 from eventgate.bundle import ChangeLog, TableMapping
 from eventgate.checks.catalog import columns, kind_name, relkind
-from eventgate.checks.changes import one_snapshot, read_changes, with_summary
+from eventgate.checks.changes import Changes, one_snapshot, read_changes, with_summary
+from eventgate.checks.key_ranges import KeyRange, Readers, in_ranges, ranges_for
 from eventgate.checks.result import CheckResult, error_line
 from eventgate.checks.rows import has_rows, nothing_to_compare, where_clause
 
@@ -22,8 +23,24 @@ LAYOUT_ERRORS = (psycopg.errors.SyntaxError, psycopg.errors.DatatypeMismatch,
                  psycopg.errors.UndefinedFunction, psycopg.errors.CannotCoerce)
 
 
+def _only_in(conn: psycopg.Connection, left: sql.Composable,
+             right: sql.Composable) -> tuple[int, list[str]]:
+    """Rows of `left` not in `right` (EXCEPT ALL, computed once): how many, and the first
+    SAMPLE of them as text (so values Python cannot hold, 24:00 or infinity, still show), in
+    byte order, the order Python merges the samples of several key ranges in."""
+    rows = conn.execute(sql.SQL(
+        "SELECT count(*) OVER (), d::text FROM ({} EXCEPT ALL {}) d "
+        "ORDER BY d::text COLLATE \"C\" LIMIT {}"
+    ).format(left, right, sql.Literal(SAMPLE))).fetchall()
+    return (int(rows[0][0]) if rows else 0), [str(r[1]) for r in rows]
+
+
 def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
-                        log: ChangeLog | None = None) -> CheckResult:
+                        log: ChangeLog | None = None,
+                        readers: Readers | None = None) -> CheckResult:
+    """The view and the backup hold the same bag of rows. With `readers`, a big table's key is
+    split over that many sessions sharing the snapshot (the view shows the legacy key, so the
+    same rows fall in each range on both sides)."""
     assert mapping.view is not None, f"{mapping.legacy_table} declares no view"
     subject = f"view {mapping.view} vs {mapping.legacy_source}"
     kind = relkind(conn, mapping.view)
@@ -34,22 +51,30 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
                            sql=f"SELECT relkind FROM pg_class WHERE relname = '{mapping.view}';")
     # The view shows the legacy key under its legacy name; the record holds the new table's.
     key = sql.SQL("r.{}").format(sql.Identifier(mapping.key))
+    view_name = mapping.view
+
+    def sides(changes: Changes, key_range: KeyRange | None) -> tuple[sql.Composed, ...]:
+        conditions = [changes.unchanged(key)] if changes.log else []
+        if key_range is not None:
+            conditions.append(key_range.predicate(key))
+        where = where_clause(conditions)
+        return tuple(sql.SQL("SELECT r.* FROM {} r{}").format(sql.Identifier(name), where)
+                     for name in (view_name, mapping.legacy_source))
+
+    def both_ways(session: psycopg.Connection,
+                  key_range: KeyRange | None) -> tuple[tuple[int, list[str]], ...]:
+        view, legacy = sides(changes, key_range)
+        return _only_in(session, legacy, view), _only_in(session, view, legacy)
+
     try:
         with one_snapshot(conn):
             changes = read_changes(conn, log, mapping.target)
-            where = where_clause([changes.unchanged(key)] if changes.log else [])
-            view, legacy = (sql.SQL("SELECT r.* FROM {} r{}").format(sql.Identifier(name), where)
-                            for name in (mapping.view, mapping.legacy_source))
-            only_legacy = sql.SQL("{} EXCEPT ALL {}").format(legacy, view)
-            only_view = sql.SQL("{} EXCEPT ALL {}").format(view, legacy)
-            # As text, so values Python cannot hold (24:00, infinity) still show.
-            sample = sql.SQL("SELECT d::text FROM ({}) d ORDER BY d::text LIMIT {}")
-            reproduce = (only_legacy.as_string(conn) + ";  -- and the other way round")
-            counts = conn.execute(sql.SQL(
-                "SELECT (SELECT count(*) FROM ({}) a), (SELECT count(*) FROM ({}) b)"
-            ).format(only_legacy, only_view)).fetchone()
-            lost = conn.execute(sample.format(only_legacy, sql.Literal(SAMPLE))).fetchall()
-            added = conn.execute(sample.format(only_view, sql.Literal(SAMPLE))).fetchall()
+            view, legacy = sides(changes, None)
+            reproduce = (sql.SQL("{} EXCEPT ALL {}").format(legacy, view).as_string(conn)
+                         + ";  -- and the other way round")
+            ranges = ranges_for(conn, readers, mapping.legacy_source, mapping.key)
+            parts = ([both_ways(conn, None)] if ranges is None or readers is None
+                     else in_ranges(conn, readers, ranges, both_ways))
     except LAYOUT_ERRORS as exc:
         return CheckResult(CHECK, subject, False,
                            f"{mapping.view} cannot be compared with {mapping.legacy_source}: its "
@@ -59,7 +84,9 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
         return CheckResult(CHECK, subject, False,
                            f"reading {mapping.view} against {mapping.legacy_source} failed: "
                            f"{error_line(exc)}", sql=_plain(mapping))
-    assert counts is not None
+    counts = (sum(p[0][0] for p in parts), sum(p[1][0] for p in parts))
+    lost = sorted(r for p in parts for r in p[0][1])[:SAMPLE]
+    added = sorted(r for p in parts for r in p[1][1])[:SAMPLE]
     data = changes.data()
     if changes.problem:
         return CheckResult(CHECK, subject, False, changes.problem, sql=reproduce, data=data)
@@ -70,8 +97,8 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
     if not n_lost and not n_added:
         return CheckResult(CHECK, subject, True, with_summary("same rows on both sides", changes),
                            sql=reproduce, data=data)
-    details = tuple(f"only in {mapping.legacy_source}: {r[0]}" for r in lost)
-    details += tuple(f"only in view {mapping.view}: {r[0]}" for r in added)
+    details = tuple(f"only in {mapping.legacy_source}: {r}" for r in lost)
+    details += tuple(f"only in view {mapping.view}: {r}" for r in added)
     return CheckResult(CHECK, subject, False, with_summary(
         f"{mapping.view} differs from {mapping.legacy_source}: {n_lost} legacy rows missing or "
         f"changed in the view, {n_added} view rows not in the legacy table", changes),

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from eventgate.bundle import Bundle, load_bundle
+from eventgate.checks.key_ranges import Readers, default_count
 from eventgate.checks.result import CheckResult
 from eventgate.errors import EventgateError
 from eventgate.migrate.runner import Runner
@@ -132,6 +133,13 @@ def target_conn(target_database: Database) -> Iterator[psycopg.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def target_readers(target_database: Database) -> Readers:
+    """Reader sessions for the big comparisons: they share a gate's snapshot and split its
+    table's key (eventgate.checks.key_ranges), read-only like target_conn."""
+    return Readers(target_database.dsn, default_count(), STATEMENT_TIMEOUT_MS)
 
 
 @pytest.fixture
