@@ -18,11 +18,11 @@ Rows = list[tuple[object, ...]]
 
 
 def _sample(conn: psycopg.Connection, query: sql.Composable) -> tuple[int, Rows]:
-    """How many rows the query finds, and the first few."""
-    total = conn.execute(sql.SQL("SELECT count(*) FROM ({}) q").format(query)).fetchone()
-    rows = conn.execute(sql.SQL("SELECT * FROM ({}) q ORDER BY 1 LIMIT {}").format(
-        query, sql.Literal(SAMPLE))).fetchall()
-    return (int(total[0]) if total else 0), rows
+    """How many rows the query finds, and the first few: one run of it, not one to count and
+    one to show (at ten million rows each run is a full read)."""
+    found = conn.execute(sql.SQL("SELECT count(*) OVER (), q.* FROM ({}) q ORDER BY 2 "
+                                 "LIMIT {}").format(query, sql.Literal(SAMPLE))).fetchall()
+    return (int(found[0][0]) if found else 0), [tuple(r[1:]) for r in found]
 
 
 def _empty(conn: psycopg.Connection, table: str, condition: str | None = None) -> bool:
