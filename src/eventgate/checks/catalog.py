@@ -80,3 +80,22 @@ def referenced(conn: psycopg.Connection, relation: str, column: str,
     row = conn.execute(REFERENCED, {"schema": schema, "relation": relation,
                                     "column": column}).fetchone()
     return (str(row[0]), str(row[1])) if row else None
+
+
+UNIQUE_BY = """
+SELECT i.relname FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+ WHERE x.indrelid = to_regclass(%s) AND x.indisunique AND x.indisvalid AND x.indnkeyatts = 1
+   AND x.indpred IS NULL AND x.indexprs IS NULL AND a.attname = %s AND a.attnotnull
+ ORDER BY x.indisprimary DESC, i.relname LIMIT 1
+"""
+
+
+def unique_by(conn: psycopg.Connection, table: str, column: str) -> str | None:
+    """The valid unique index on exactly `column` of `table`, which is NOT NULL: PostgreSQL
+    itself then keeps every committed value present and unique. None when there is none (a
+    partial, expression or INVALID index does not count)."""
+    row = conn.execute(UNIQUE_BY, (psycopg.sql.Identifier(table).as_string(conn),
+                                   column)).fetchone()
+    return str(row[0]) if row else None

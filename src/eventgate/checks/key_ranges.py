@@ -30,6 +30,9 @@ READERS_ENV = "EVENTGATE_READERS"
 RANGES_PER_READER = 4
 # Below this many rows a second session costs more than it saves.
 SPLIT_FROM_ROWS = 200_000
+# At most about this many rows per range: a range's EXCEPT ALL or FULL JOIN then hashes in a
+# reader's work_mem instead of sorting on disk (10M rows: 40 ranges).
+ROWS_PER_RANGE = 250_000
 INTEGER_TYPES = ("smallint", "integer", "bigint")
 
 
@@ -61,12 +64,15 @@ class Readers:
     dsn: str
     count: int
     statement_timeout_ms: int | None = None
+    # Each reader's work_mem: its range's hash of both sides fits, so nothing spills to disk.
+    work_mem: str = "128MB"
     # Tables estimated below this many rows are answered by one query in the caller's session.
     split_from_rows: int = SPLIT_FROM_ROWS
 
     def connect(self) -> psycopg.Connection:
         return connect(self.dsn, application_name="eventgate reader", read_only=True,
-                       statement_timeout_ms=self.statement_timeout_ms)
+                       statement_timeout_ms=self.statement_timeout_ms,
+                       settings={"work_mem": self.work_mem})
 
 
 def default_count() -> int:
@@ -157,4 +163,5 @@ def ranges_for(conn: psycopg.Connection, readers: Readers | None, table: str,
     span = key_span(conn, table, key, readers.split_from_rows)
     if span is None:
         return None
-    return split(span[0], span[1], readers.count * RANGES_PER_READER)
+    parts = max(readers.count * RANGES_PER_READER, -(-span[2] // ROWS_PER_RANGE))
+    return split(span[0], span[1], parts)
