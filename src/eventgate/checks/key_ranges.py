@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psycopg
@@ -61,8 +61,9 @@ class Readers:
     """Where reader sessions connect (the target's DSN, password included, never shown) and how
     many there may be at once; read only, with the gate's statement timeout."""
 
-    dsn: str
-    count: int
+    # Never in a repr: pytest prints a failing test's fixtures, and this DSN holds the password.
+    dsn: str = field(repr=False)
+    count: int = 1
     statement_timeout_ms: int | None = None
     # Each reader's work_mem: its range's hash of both sides fits, so nothing spills to disk.
     work_mem: str = "128MB"

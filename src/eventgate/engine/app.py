@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
@@ -27,7 +27,7 @@ LOCK_TIMEOUT_MS = 2000
 
 @dataclass(frozen=True)
 class EngineSettings:
-    dsn: str
+    dsn: str = field(repr=False)  # never in a repr: it may hold a password
     # /health says "complete" once the ledger has this version: the bundle's final_migration.
     final_migration: int
     admin_token: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -16,7 +16,8 @@ from eventgate.pg.server import Server
 @dataclass(frozen=True)
 class Database:
     name: str
-    dsn: str
+    # Not in a repr: pytest prints a failing test's fixtures, and a DSN may hold a password.
+    dsn: str = field(repr=False)
 
     def connect(self, *, autocommit: bool = True, read_only: bool = False) -> psycopg.Connection:
         options = "-c default_transaction_read_only=on" if read_only else None

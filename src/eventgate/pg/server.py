@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -17,7 +17,8 @@ class Server:
     freely; an external server's database is never created or dropped.
     """
 
-    dsn: str
+    # Not in a repr: pytest prints a failing test's fixtures, and a DSN may hold a password.
+    dsn: str = field(repr=False)
     version: str
     route: str
     owned: bool
