@@ -149,9 +149,8 @@ def _stopped_by_limit(conn: psycopg.Connection, root: dict[str, Any],
     if node["Node Type"] == "Seq Scan" or int(node.get("Actual Loops", 1)) > 1:
         return False
     limits = [n for n in _ancestors(root, node) if n["Node Type"] == "Limit"]
-    if not limits or int(limits[-1].get("Actual Rows", 0)) == 0:
-        return False
-    if _kept(node) < int(limits[-1].get("Actual Rows", 0)):
+    returned = int(limits[-1].get("Actual Rows", 0)) if limits else 0
+    if returned == 0 or _kept(node) < returned:
         return False
     row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
                        (node["Relation Name"],)).fetchone()

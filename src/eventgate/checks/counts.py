@@ -13,7 +13,7 @@ from eventgate.checks.changes import (
     read_changes,
     with_summary,
 )
-from eventgate.checks.key_ranges import KeyRange, Readers, in_ranges, ranges_for
+from eventgate.checks.key_ranges import KeyRange, Readers, key_order, over_key
 from eventgate.checks.result import CheckResult
 from eventgate.checks.rows import nothing_to_compare, where_clause
 
@@ -68,7 +68,7 @@ def _tally(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
 
 def _first(keys: list[object]) -> list[object]:
     """The first SAMPLE keys in key order (NULL last), as one ORDER BY gives them."""
-    return sorted(keys, key=lambda k: (k is None, k if k is not None else 0))[:SAMPLE]
+    return sorted(keys, key=key_order)[:SAMPLE]
 
 
 def row_count_parity(conn: psycopg.Connection, mapping: TableMapping, *,
@@ -81,13 +81,8 @@ def row_count_parity(conn: psycopg.Connection, mapping: TableMapping, *,
     with one_snapshot(conn):  # the record and both sides, read together
         changes = read_changes(conn, log, mapping.target)
         legacy, target = _legacy_query(mapping, changes), _target_query(mapping, changes)
-        ranges = ranges_for(conn, readers, mapping.legacy_source, mapping.key)
-        if ranges is None or readers is None:
-            parts = [_tally(conn, mapping, changes, None)]
-        else:
-            parts = in_ranges(conn, readers, ranges,
-                              lambda session, key_range: _tally(session, mapping, changes,
-                                                                key_range))
+        parts = over_key(conn, readers, mapping.legacy_source, mapping.key,
+                         lambda session, key_range: _tally(session, mapping, changes, key_range))
         before, after = sum(p[0] for p in parts), sum(p[1] for p in parts)
         missing = _first([k for p in parts for k in p[2]])
         extra = _first([k for p in parts for k in p[3]])

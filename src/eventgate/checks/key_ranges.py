@@ -2,8 +2,8 @@
 REPEATABLE READ transaction exports its snapshot (pg_export_snapshot), each reader session
 imports it (SET TRANSACTION SNAPSHOT) and answers the comparison for some ranges of the table's
 integer key. Every core of the server then works on one check, and the answer is the one a
-single query would give in the caller's snapshot: the ranges cover the key's whole span, and
-a row outside every range (a NULL key) is asked for apart (`outside`).
+single query would give in the caller's snapshot: the ranges cover the key's whole span, open
+at both ends, and the NULL keys have a range of their own.
 
 PostgreSQL 15 runs no parallel FULL JOIN, EXCEPT ALL or hash aggregate over both sides of a
 comparison, so without this one core does the whole work while the others wait."""
@@ -16,7 +16,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -67,7 +67,7 @@ class Readers:
     dsn: str = field(repr=False)
     count: int = 1
     statement_timeout_ms: int | None = None
-    # Each reader's work_mem: its range's hash of both sides fits, so nothing spills to disk.
+    # Each reader's work_mem, so that a range's hash or sort spills to disk less often.
     work_mem: str = "128MB"
     # Tables estimated below this many rows are answered by one query in the caller's session.
     split_from_rows: int = SPLIT_FROM_ROWS
@@ -168,3 +168,18 @@ def ranges_for(conn: psycopg.Connection, readers: Readers | None, table: str,
         return None
     parts = max(readers.count * RANGES_PER_READER, -(-span[2] // ROWS_PER_RANGE))
     return split(span[0], span[1], parts)
+
+
+def over_key(conn: psycopg.Connection, readers: Readers | None, table: str, key: str,
+             work: Callable[[psycopg.Connection, KeyRange | None], T]) -> list[T]:
+    """`work` over the whole of `table`: once in `conn` (None for the range) when it is not
+    split, else per range in reader sessions sharing conn's snapshot."""
+    ranges = ranges_for(conn, readers, table, key)
+    if ranges is None or readers is None:
+        return [work(conn, None)]
+    return in_ranges(conn, readers, ranges, work)
+
+
+def key_order(key: Any) -> tuple[bool, Any]:
+    """Sorts keys merged from several ranges as PostgreSQL's ORDER BY does: NULL last."""
+    return (key is None, key if key is not None else 0)

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from eventgate.bundle import ChangeLog, ColumnMapping, TableMapping
 from eventgate.checks.changes import Changes, read_changes, with_summary
-from eventgate.checks.key_ranges import KeyRange, Readers, in_ranges, ranges_for
+from eventgate.checks.key_ranges import KeyRange, Readers, key_order, over_key
 from eventgate.checks.result import CheckResult
 from eventgate.checks.rows import has_rows, nothing_to_compare, where_clause
 
@@ -205,21 +205,15 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit
         # In the same snapshot as the rows it excludes.
         changes = read_changes(conn, log, mapping.target)
         query = parity_query(mapping, changes)
-        ranges = ranges_for(conn, readers, mapping.legacy_source, mapping.key)
-        if ranges is None or readers is None:
-            found = _tally(conn, query, columns, sample_limit)
-        else:
-            def part(session: psycopg.Connection, key_range: KeyRange) -> _Tally:
-                session.execute("SET LOCAL work_mem = '128MB'")
-                return _tally(session, parity_query(mapping, changes, key_range), columns,
-                              sample_limit)
-            for tally in in_ranges(conn, readers, ranges, part):
-                found.add(tally)
+        for tally in over_key(conn, readers, mapping.legacy_source, mapping.key,
+                              lambda session, key_range: _tally(
+                                  session, parity_query(mapping, changes, key_range), columns,
+                                  sample_limit)):
+            found.add(tally)
         reproduce = query.as_string(conn) + ";"
         compared_any = has_rows(conn, mapping.legacy_source)
-    # The ranges' samples merged: the first in key order, as one ORDER BY would give them
-    # (NULL keys last, as PostgreSQL sorts them).
-    found.samples.sort(key=lambda s: (s[0] is None, s[0] if s[0] is not None else 0))
+    # The ranges' samples merged: the first in key order, as one ORDER BY would give them.
+    found.samples.sort(key=lambda s: key_order(s[0]))
     counts, by_column = found.counts, found.by_column
     samples = [s for _, s in found.samples[:sample_limit]]
     subject = f"{mapping.legacy_source} -> {mapping.target}"

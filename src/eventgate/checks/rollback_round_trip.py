@@ -55,10 +55,9 @@ def _write_through_the_view(conn: psycopg.Connection, mapping: TableMapping,
     for column, to_null in planned.edits:
         if to_null:
             continue
-        try:
-            edit = view_writes.make_edit(conn, name, key, planned.row, column, to_null)
-        except view_writes.Unchangeable as why:
-            unexercised.append(str(why))
+        edit = view_writes.edit_or_why(conn, name, key, planned.row, column, to_null)
+        if isinstance(edit, str):
+            unexercised.append(edit)
             continue
         _, refused = view_writes.apply(conn, edit)
         if refused is not None:

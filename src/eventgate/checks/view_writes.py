@@ -161,6 +161,15 @@ def make_edit(conn: psycopg.Connection, relation: str, key: str, row: object,
     return Edit(relation, key, row, column, value)
 
 
+def edit_or_why(conn: psycopg.Connection, relation: str, key: str, row: object,
+                column: Column, to_null: bool) -> Edit | str:
+    """make_edit, or why the data offers no value to make it with (Unchangeable's reason)."""
+    try:
+        return make_edit(conn, relation, key, row, column, to_null)
+    except Unchangeable as why:
+        return str(why)
+
+
 def apply(conn: psycopg.Connection, edit: Edit) -> tuple[tuple[object, ...] | None, str | None]:
     """Run the edit; (the row it returned, None), or (None, the error) when it was refused."""
     try:

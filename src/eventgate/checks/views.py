@@ -10,7 +10,7 @@ from psycopg import sql
 from eventgate.bundle import ChangeLog, TableMapping
 from eventgate.checks.catalog import columns, kind_name, relkind
 from eventgate.checks.changes import Changes, one_snapshot, read_changes, with_summary
-from eventgate.checks.key_ranges import KeyRange, Readers, in_ranges, ranges_for
+from eventgate.checks.key_ranges import KeyRange, Readers, over_key
 from eventgate.checks.result import CheckResult, error_line
 from eventgate.checks.rows import has_rows, nothing_to_compare, where_clause
 
@@ -72,9 +72,7 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
             view, legacy = sides(changes, None)
             reproduce = (sql.SQL("{} EXCEPT ALL {}").format(legacy, view).as_string(conn)
                          + ";  -- and the other way round")
-            ranges = ranges_for(conn, readers, mapping.legacy_source, mapping.key)
-            parts = ([both_ways(conn, None)] if ranges is None or readers is None
-                     else in_ranges(conn, readers, ranges, both_ways))
+            parts = over_key(conn, readers, mapping.legacy_source, mapping.key, both_ways)
     except LAYOUT_ERRORS as exc:
         return CheckResult(CHECK, subject, False,
                            f"{mapping.view} cannot be compared with {mapping.legacy_source}: its "
