@@ -101,9 +101,9 @@ def test_walking_a_whole_index_counts_as_a_full_scan(migrated_db: Database) -> N
 
 def test_a_walk_the_limit_ends_early_is_not_a_full_scan(migrated_db: Database) -> None:
     # A quarter of the participants match and no index serves the filter: the first page
-    # lies within the first keys of the primary key, the planner walks it and the LIMIT ends the walk early
-    # (a tenant holding a tenth of the events, at ten million guests). The same walk with no
-    # row to find reads the whole index and fails (the test above).
+    # lies within the first keys of the primary key, the planner walks it and the LIMIT ends
+    # the walk early (a tenant holding a tenth of the events, at ten million guests). The same
+    # walk with no row to find reads the whole index and fails (the test above).
     budget = QueryBudget("first-page", "SELECT * FROM event_participants WHERE id %% 4 = 0 "
                          "ORDER BY id LIMIT 5", no_seq_scan=("event_participants",))
     with migrated_db.connect() as conn:
