@@ -55,6 +55,9 @@ def test_ctrl_c_during_a_run_still_removes_the_cluster(pytester: pytest.Pytester
 
         def test_interrupted(pg_server, databases):
             print("CLUSTER", databases.server.dsn, flush=True)
+            # Python's own Ctrl-C handler, as at a terminal: a run started in the background
+            # by a non-interactive shell inherits SIGINT ignored.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             os.kill(os.getpid(), signal.SIGINT)
     """)
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
