@@ -116,6 +116,34 @@ def test_a_walk_the_limit_ends_early_is_not_a_full_scan(migrated_db: Database) -
             "read, 5 kept") in result.summary
 
 
+@pytest.mark.parametrize(("rows", "spread", "outcome"), [
+    # Every other key of 120: the page is most of the table, and the walk reads two rows per
+    # row kept, what the share predicts at any size. Seed 596775 gave the reference such a
+    # tenant (61 of 120 events), and the gate said no-go.
+    (120, "g % 2 = 0", "passed"),
+    # Half of 10,000, all at the end of the key: the walk reads half the table before the
+    # first row it keeps, far more than the share predicts.
+    (10_000, "g > 5000", "failed"),
+], ids=["half-the-keys-spread", "half-the-keys-at-the-end"])
+def test_a_page_of_a_tenant_holding_half_the_rows(migrated_db: Database, rows: int,
+                                                    spread: str, outcome: str) -> None:
+    budget = QueryBudget("half", "SELECT * FROM pages WHERE tenant = 1 ORDER BY id LIMIT 51",
+                         no_seq_scan=("pages",))
+    with migrated_db.connect() as conn, conn.transaction(force_rollback=True):
+        conn.execute("CREATE TEMP TABLE pages (id bigint PRIMARY KEY, tenant int NOT NULL)")
+        conn.execute(f"INSERT INTO pages SELECT g, CASE WHEN {spread} THEN 1 ELSE 2 END "
+                     f"FROM generate_series(1, {rows}) g")
+        conn.execute("ANALYZE pages")
+        query = prepare(conn, budget)
+        assert isinstance(query, PreparedQuery)
+        result = plan_check(conn, query)
+    assert result.outcome == outcome, result.explain()
+    if outcome == "passed":
+        assert "pages_pkey walked in key order until the LIMIT was met" in result.summary
+    else:
+        assert result.summary == "half: full scan of pages (whole index pages_pkey)"
+
+
 def test_a_whole_read_the_query_needs_is_not_proven_not_passed(migrated_db: Database) -> None:
     # Every participant is wanted: reading them all is right, and no index question arises.
     budget = QueryBudget("everyone", "SELECT * FROM event_participants ORDER BY id",

@@ -145,7 +145,14 @@ def plan_check(conn: psycopg.Connection, query: PreparedQuery) -> CheckResult:
 def _stopped_by_limit(conn: psycopg.Connection, root: dict[str, Any],
                       node: dict[str, Any]) -> bool:
     """An index walk without an Index Cond, under a Limit, run once, that kept every row the
-    Limit returned and read less than half its table: the LIMIT ended it, not the index."""
+    Limit returned and read what a page of its matching rows takes: the LIMIT ended it, not
+    the index.
+
+    What a page takes is the page over the matching rows' share of the table, by the planner's
+    own estimate of the matching rows (a tenant holding half the events: two rows read per row
+    kept, at any size). Twice that is allowed, and less than half the table always is. A walk
+    that reads far more than its share predicts (the matching rows sit at the end of the key)
+    or finds nothing reads the table whole."""
     if node["Node Type"] == "Seq Scan" or int(node.get("Actual Loops", 1)) > 1:
         return False
     limits = [n for n in _ancestors(root, node) if n["Node Type"] == "Limit"]
@@ -154,7 +161,12 @@ def _stopped_by_limit(conn: psycopg.Connection, root: dict[str, Any],
         return False
     row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
                        (node["Relation Name"],)).fetchone()
-    return row is not None and float(row[0]) > 0 and _read(node) < MOST_ROWS * float(row[0])
+    table = float(row[0]) if row is not None else 0.0
+    if table <= 0:
+        return False
+    matching = min(max(float(node.get("Plan Rows", 0)), 1.0), table)
+    a_page_takes = returned * table / matching
+    return _read(node) < max(MOST_ROWS * table, 2 * a_page_takes)
 
 
 def _ancestors(root: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
