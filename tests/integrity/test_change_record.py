@@ -328,13 +328,13 @@ def test_a_defect_that_bypasses_the_record_is_caught_among_the_writes(
 
 
 def test_a_copy_that_skips_rows_is_stopped_by_010s_own_verification(
-        legacy_db: Database, tmp_path: Path) -> None:
+        proof_legacy_db: Database, tmp_path: Path) -> None:
     """Rows the copy leaves out never reach the gates: 010's verify phase names them and the
     legacy names are never switched."""
     sabotaged = load_bundle(apply_overlay(
         load_variant(SABOTAGE / "010-skips-declined-invitations.toml"), default_bundle_path(),
         tmp_path / "bundle"))
-    with legacy_db.connect() as conn:
+    with proof_legacy_db.connect() as conn:
         declined = [r[0] for r in conn.execute(
             "SELECT id FROM wedding_invitations WHERE rsvp_status = 'declined' ORDER BY id "
             "LIMIT 3").fetchall()]
@@ -347,13 +347,13 @@ def test_a_copy_that_skips_rows_is_stopped_by_010s_own_verification(
 
 @pytest.mark.parametrize("variant", ["010-truncates-guest-names"])
 def test_a_sabotaged_010_is_still_caught_with_writes_after_it(
-        legacy_db: Database, tmp_path: Path, variant: str) -> None:
+        proof_legacy_db: Database, tmp_path: Path, variant: str) -> None:
     sabotaged = load_bundle(apply_overlay(load_variant(SABOTAGE / f"{variant}.toml"),
                                           default_bundle_path(), tmp_path / "bundle"))
     log = _log(sabotaged)
     mapping = sabotaged.mapping["wedding_invitations"]
-    targets, writes = _targets(legacy_db), Writes()
-    with legacy_db.connect() as conn:
+    targets, writes = _targets(proof_legacy_db), Writes()
+    with proof_legacy_db.connect() as conn:
         Runner(conn, sabotaged).execute()
         for n in range(1, 13):
             legacy_round(conn, n, targets, writes)
@@ -396,7 +396,7 @@ def test_rolling_back_010_after_the_writes_is_verified_and_drops_the_record(
 
 
 def test_a_record_written_by_the_migration_itself_fails_the_parity_gates(
-        legacy_db: Database, bundle_copy: Path) -> None:
+        proof_legacy_db: Database, bundle_copy: Path) -> None:
     """A 010 that installs its triggers before the copy (in its expand phase, a transaction of
     its own; the batches follow in theirs) records every row it copies; left out, they would
     hide all its defects, so the gates refuse such a record."""
@@ -408,7 +408,7 @@ def test_a_record_written_by_the_migration_itself_fails_the_parity_gates(
     path.write_text(text[:copy] + text[block:end] + "\n" + text[copy:block] + text[end:],
                     encoding="utf-8")
     blind = load_bundle(bundle_copy)
-    with legacy_db.connect() as conn:
+    with proof_legacy_db.connect() as conn:
         Runner(conn, blind).execute()
         results = [check(conn, m, log=_log(blind)) for m in _migrated(blind) for check in PARITY]
     assert all(not r.passed and "written by the migration itself" in r.summary

@@ -164,6 +164,46 @@ def legacy_db(databases: Databases, legacy_template: Database) -> Iterator[Datab
         databases.drop(db)
 
 
+# A sabotage proof migrates a broken bundle and asks whether the gates see the defect: what it
+# proves does not grow with the data, so past the small volume it runs on the small one. At
+# --scale prod each such proof would otherwise copy ten million rows (4-10 minutes apiece).
+PROOF_SCALE = "small"
+
+
+def proof_plan(settings: Settings) -> SeedPlan | None:
+    """The proofs' seed plan when it is not the session's own (a bigger --scale), else None.
+    A profile is a shape, not a volume: the proofs keep it."""
+    if settings.profile or settings.scale == PROOF_SCALE:
+        return None
+    base = scale(PROOF_SCALE)
+    return base if settings.seed is None else replace(base, seed=settings.seed)
+
+
+@pytest.fixture(scope="session")
+def proof_template(databases: Databases, bundle: Bundle, eventgate_settings: Settings,
+                   request: pytest.FixtureRequest) -> Database:
+    """The legacy database the sabotage proofs copy: the session's, or a small one beside a
+    big session's (see PROOF_SCALE); only ever cloned."""
+    plan = proof_plan(eventgate_settings)
+    if plan is None:
+        template: Database = request.getfixturevalue("legacy_template")
+        return template
+    db = databases.create("proof_legacy")
+    with db.connect() as conn:
+        build_legacy(conn, bundle, plan)
+    return db
+
+
+@pytest.fixture
+def proof_legacy_db(databases: Databases, proof_template: Database) -> Iterator[Database]:
+    """A private copy of the proofs' legacy database, for migrating a sabotaged bundle."""
+    db = databases.create("proof_copy", template=proof_template.name)
+    try:
+        yield db
+    finally:
+        databases.drop(db)
+
+
 @pytest.fixture
 def migrated_db(databases: Databases, migrated_template: Database) -> Iterator[Database]:
     """A private copy of the migrated database to break on purpose, dropped after the test."""
