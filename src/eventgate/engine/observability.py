@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
@@ -17,6 +17,15 @@ from eventgate.engine.plugins import PluginRegistry
 
 DB_TIMEOUT_S = 2.0
 
+# The names the engine exports, read by `eventgate watch`, the alert rules and the dashboard.
+REQUEST_DURATION = "eventgate_engine_request_duration_seconds"
+DATABASE_UP = "eventgate_engine_database_up"
+EVENTS = "eventgate_engine_events"
+POOL_CONNECTIONS = "eventgate_engine_pool_connections"
+PLUGINS = "eventgate_engine_plugins"
+# prometheus_client's standard process metric: a changed value means the engine restarted.
+PROCESS_START = "process_start_time_seconds"
+
 
 class EngineMetrics:
     """The request-latency histogram and scrape-time gauges of one engine instance."""
@@ -24,10 +33,13 @@ class EngineMetrics:
     def __init__(self, pool: ConnectionPool, plugins: PluginRegistry) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
-            "eventgate_engine_request_duration_seconds", "HTTP request latency",
+            REQUEST_DURATION, "HTTP request latency",
             ["method", "route", "status"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.registry.register(_ScrapeCollector(pool, plugins))
+        # process_start_time_seconds and the process' CPU and memory: what tells a watcher
+        # that counters started again from zero.
+        ProcessCollector(registry=self.registry)
 
     def average_response_ms(self) -> float:
         total = count = 0.0
@@ -48,8 +60,8 @@ class _ScrapeCollector(Collector):
         self.plugins = plugins
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        up = GaugeMetricFamily("eventgate_engine_database_up", "1 when the database answers")
-        events = GaugeMetricFamily("eventgate_engine_events", "events by type",
+        up = GaugeMetricFamily(DATABASE_UP, "1 when the database answers")
+        events = GaugeMetricFamily(EVENTS, "events by type",
                                    labels=["event_type"])
         try:
             with self.pool.connection(timeout=DB_TIMEOUT_S) as conn:
@@ -62,13 +74,14 @@ class _ScrapeCollector(Collector):
         yield up
         yield events
         stats = self.pool.get_stats()
-        pool_size = GaugeMetricFamily("eventgate_engine_pool_connections",
-                                      "connections in the pool", labels=["state"])
+        pool_size = GaugeMetricFamily(POOL_CONNECTIONS, "connections in the pool",
+                                      labels=["state"])
         pool_size.add_metric(["open"], stats.get("pool_size", 0))
         pool_size.add_metric(["idle"], stats.get("pool_available", 0))
         pool_size.add_metric(["waiting_requests"], stats.get("requests_waiting", 0))
+        pool_size.add_metric(["max"], stats.get("pool_max", 0))
         yield pool_size
-        loaded = GaugeMetricFamily("eventgate_engine_plugins", "plugins", labels=["state"])
+        loaded = GaugeMetricFamily(PLUGINS, "plugins", labels=["state"])
         loaded.add_metric(["loaded"], len(self.plugins.get_all()))
         loaded.add_metric(["active"], len(self.plugins.get_active_plugins()))
         loaded.add_metric(["failed"], len(self.plugins.get_errors()))

@@ -1,0 +1,1 @@
+"""`eventgate watch`: green after the switch, sampled and judged (docs/architecture.md)."""
