@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Blue-green switch, from the deployment guide, with the staging gate in front of the switch:
+# Blue-green switch, from the deployment guide, with the staging gate in front of the switch and
+# the watch after it:
 #
 #   1. deploy green                  (docker-compose -f docker-compose.blue-green.yml up -d app-green)
 #   2. wait until green is healthy   (GET $HEALTH_URL answers 2xx, within $HEALTH_TIMEOUT seconds)
 #   3. run `eventgate gate` against green's database and engine, read-only
-#   4. only on GO: switch traffic to green (traefik's dynamic.yml), then stop blue
+#   4. only on GO: switch traffic to green (traefik's dynamic.yml)
+#   5. watch green under real traffic (`eventgate watch`, the guide's "monitor for 5 minutes")
+#   6. only when the watch passes: stop blue. When it fails, switch traffic back to blue, keep
+#      green running for inspection, say why and exit 4 (the watch has notified)
 #
 # On NO-GO, or when the verdict is missing or unreadable, traffic stays on blue: the script
 # prints the failed gates and exits 1 without switching or stopping anything.
@@ -13,28 +17,34 @@
 #   GREEN_DATABASE_URL   green's database (postgresql://user:password@host:port/dbname)
 #   GREEN_BASE_URL       green's engine (http://host:port)
 # Optional environment:
-#   REPORTS_DIR          where the gate writes junit.xml, allure-results/, verdict.json
-#                        (default: reports)
+#   REPORTS_DIR          where the gate writes junit.xml, allure-results/, verdict.json and the
+#                        watch writes watch-verdict.json, watch-junit.xml (default: reports)
 #   HEALTH_URL           polled before the gate (default: $GREEN_BASE_URL/health)
 #   HEALTH_TIMEOUT       seconds to wait for green to be healthy (default: 120)
 #   HEALTH_INTERVAL      seconds between polls (default: 2)
+#   WATCH_DURATION       how long to watch green after the switch (default: 5m; 30s, 300, ...)
+#   WATCH_INTERVAL       time between the watch's samples (default: 10s)
+#   WATCH_THRESHOLDS     a TOML file of thresholds for the watch (eventgate watch --help)
 #   EVENTGATE_CMD        how to run eventgate (default: eventgate; e.g. ".venv/bin/eventgate"
 #                        or "python3 -m eventgate.cli"); split on spaces
 #   COMPOSE              the compose command (default: docker-compose); split on spaces
 #   COMPOSE_FILE         (default: docker-compose.blue-green.yml)
-#   PUBLIC_HOST          the host traefik routes to green (needed by the default switch step)
-#   DEPLOY_GREEN_CMD, SWITCH_TRAFFIC_CMD, STOP_BLUE_CMD
+#   PUBLIC_HOST          the host traefik routes (needed by the default switch steps)
+#   DEPLOY_GREEN_CMD, SWITCH_TRAFFIC_CMD, SWITCH_BACK_CMD, STOP_BLUE_CMD
 #                        shell commands replacing the guide's docker-compose steps (run with
 #                        bash -c), for other platforms and for testing without Docker
 #
-# Exit codes: 0 switched; 1 no-go or no usable verdict (not switched); 2 bad configuration;
-# 3 green never became healthy; any other: the failing step's own code.
+# Exit codes: 0 switched and blue stopped; 1 no-go or no usable verdict (not switched); 2 bad
+# configuration; 3 green never became healthy; 4 the watch failed and traffic is back on blue
+# (green kept); any other: the failing step's own code.
 set -euo pipefail
 
 COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.blue-green.yml}"
 REPORTS_DIR="${REPORTS_DIR:-reports}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-120}"
 HEALTH_INTERVAL="${HEALTH_INTERVAL:-2}"
+WATCH_DURATION="${WATCH_DURATION:-5m}"
+WATCH_INTERVAL="${WATCH_INTERVAL:-10s}"
 read -r -a compose <<<"${COMPOSE:-docker-compose}"
 SCRIPT_NAME=blue-green
 # say, step (an override given as a shell command, or else the guide's default step) and the
@@ -66,12 +76,29 @@ print(dsn)
 PY
 }
 
-default_switch_traffic() {
-    # PUBLIC_HOST travels by environment (exec -e), so no shell inside the container ever
-    # parses it as code; the single quotes are meant.
+route_to() {
+    # $1: app-green or app-blue. PUBLIC_HOST and the colour travel by environment (exec -e), so
+    # no shell inside the container ever parses them as code; the single quotes are meant.
     # shellcheck disable=SC2016
-    "${compose[@]}" -f "$COMPOSE_FILE" exec -T -e PUBLIC_HOST="$PUBLIC_HOST" traefik \
-        sh -c 'echo "Host(\`$PUBLIC_HOST\`) -> app-green" > /etc/traefik/dynamic.yml'
+    "${compose[@]}" -f "$COMPOSE_FILE" exec -T -e PUBLIC_HOST="$PUBLIC_HOST" -e TO="$1" \
+        traefik sh -c 'echo "Host(\`$PUBLIC_HOST\`) -> $TO" > /etc/traefik/dynamic.yml'
+}
+default_switch_traffic() { route_to app-green; }
+default_switch_back() { route_to app-blue; }
+
+# The watch's verdict in one line (its summary), or why there is none.
+watch_summary() {
+    WATCH_VERDICT="$1" python3 - <<'PY'
+import json
+import os
+
+path = os.environ["WATCH_VERDICT"]
+try:
+    with open(path, encoding="utf-8") as f:
+        print(" ".join(str(json.load(f)["summary"]).split()))
+except (OSError, ValueError, KeyError, TypeError) as exc:
+    print(f"no usable watch verdict in {path}: {type(exc).__name__}")
+PY
 }
 
 wait_until_healthy() {
@@ -195,9 +222,28 @@ main() {
     fi
 
     step "switch traffic to green" "${SWITCH_TRAFFIC_CMD:-}" default_switch_traffic
+
+    # The watch: green under real traffic, before blue is gone. Any outcome but a pass (a
+    # regression, green unreachable, the watch itself failing) sends traffic back.
+    local watch_rc=0 watch_args=()
+    [[ -n "${WATCH_THRESHOLDS:-}" ]] && watch_args+=(--thresholds "$WATCH_THRESHOLDS")
+    rm -f "$REPORTS_DIR/watch-verdict.json"
+    say "watching green for $WATCH_DURATION (every $WATCH_INTERVAL) before blue is stopped"
+    "${eventgate[@]}" watch --base-url "$GREEN_BASE_URL" --duration "$WATCH_DURATION" \
+        --interval "$WATCH_INTERVAL" --reports "$REPORTS_DIR" "${watch_args[@]}" \
+        || watch_rc=$?
+    if ((watch_rc != 0)); then
+        step "switch traffic back to blue" "${SWITCH_BACK_CMD:-}" default_switch_back
+        printf '[blue-green] SWITCHED BACK: %s\n' \
+            "$(watch_summary "$REPORTS_DIR/watch-verdict.json")" >&2
+        printf '[blue-green] traffic is on blue again; blue was not stopped; green is kept ' >&2
+        printf 'running for inspection (%s/watch-verdict.json)\n' "$REPORTS_DIR" >&2
+        exit 4
+    fi
+
     step "stop blue" "${STOP_BLUE_CMD:-}" \
         "${compose[@]}" -f "$COMPOSE_FILE" stop app-blue
-    say "switched: traffic goes to green, blue is stopped"
+    say "switched: traffic goes to green, the watch passed, blue is stopped"
 }
 
 main "$@"

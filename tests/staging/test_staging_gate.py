@@ -421,7 +421,10 @@ def _switch(staging: Staging, tmp_path: Path, **env: str) -> tuple[Run, Path, se
         "EVENTGATE_CMD": f"{sys.executable} -m eventgate.cli",
         "DEPLOY_GREEN_CMD": f"touch {marks / 'deployed'}",
         "SWITCH_TRAFFIC_CMD": f"touch {marks / 'switched'}",
-        "STOP_BLUE_CMD": f"touch {marks / 'blue-stopped'}", **env}
+        "STOP_BLUE_CMD": f"touch {marks / 'blue-stopped'}",
+        # The watch after the switch, short: tests/watch holds it to a degrading green.
+        "WATCH_DURATION": "2s", "WATCH_INTERVAL": "0.5s",
+        "SWITCH_BACK_CMD": f"touch {marks / 'switched-back'}", **env}
     result = run(["bash", str(SWITCH_SCRIPT)], env=_child_env(**settings), cwd=tmp_path)
     return result, reports, {p.name for p in marks.iterdir()}
 

@@ -1,0 +1,143 @@
+"""deploy/blue-green-deploy.sh end to end with real engines as blue and green, real users routed by
+a file the switch steps write (traefik's part): a green that degrades under traffic after the
+switch is switched back to blue, which keeps running, and green is kept; a healthy green keeps
+the traffic and blue is stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+
+from eventgate.engine.process import RunningEngine
+from eventgate.pg.databases import Database
+
+pytestmark = [pytest.mark.destructive, pytest.mark.functional]
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "blue-green-deploy.sh"
+FAULTS_ENV = {"PYTHONPATH": str(ROOT / "fixtures")}
+Start = Callable[..., AbstractContextManager[RunningEngine]]
+# One green gate, to keep the run short: the gate in front of the switch has its own tests
+# (tests/staging); this is about what happens after it.
+GATE_TEST = "test_health_reports_every_check_healthy"
+
+
+@contextmanager
+def users(route: Path, urls: dict[str, str], tenant: UUID) -> Iterator[dict[str, int]]:
+    """Three users asking for the event list wherever the route file sends them; yields how
+    many requests each colour answered."""
+    stop, answered = threading.Event(), {"blue": 0, "green": 0}
+
+    def user() -> None:
+        with httpx.Client(timeout=10, headers={"X-Tenant-ID": str(tenant)}) as client:
+            while not stop.is_set():
+                colour = route.read_text().strip()
+                try:
+                    client.get(f"{urls[colour]}/api/events")
+                    answered[colour] += 1
+                except httpx.HTTPError:
+                    pass
+                stop.wait(1 / 30)
+
+    threads = [threading.Thread(target=user, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield answered
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+
+
+def _deploy(tmp_path: Path, db: Database, blue: RunningEngine, green: RunningEngine,
+            watch_duration: str) -> tuple[subprocess.CompletedProcess[str], Path, dict[str, int]]:
+    route, marks, reports = tmp_path / "route", tmp_path / "marks", tmp_path / "reports"
+    marks.mkdir()
+    route.write_text("blue")
+    wrapper = tmp_path / "eventgate"
+    wrapper.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == gate ]]; then\n'
+                       f'    exec {sys.executable} -m eventgate.cli "$@" -- -k {GATE_TEST}\nfi\n'
+                       f'exec {sys.executable} -m eventgate.cli "$@"\n')
+    wrapper.chmod(0o755)
+    thresholds = tmp_path / "watch.toml"
+    # Enough requests to judge arrive within each 1 s interval at these users' pace.
+    thresholds.write_text("[thresholds]\nmin_requests = 5\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTGATE_", "PYTEST_"))}
+    env.update({
+        "GREEN_DATABASE_URL": db.dsn, "GREEN_BASE_URL": green.url,
+        "REPORTS_DIR": str(reports), "HEALTH_TIMEOUT": "30", "HEALTH_INTERVAL": "0.2",
+        "EVENTGATE_CMD": str(wrapper), "WATCH_DURATION": watch_duration,
+        "WATCH_INTERVAL": "1s", "WATCH_THRESHOLDS": str(thresholds),
+        "DEPLOY_GREEN_CMD": f"touch {marks / 'deployed'}",
+        "SWITCH_TRAFFIC_CMD": f"echo green > {route}; date +%s.%N > {marks / 'switched'}",
+        "SWITCH_BACK_CMD": f"echo blue > {route}; date +%s.%N > {marks / 'switched-back'}",
+        "STOP_BLUE_CMD": f"touch {marks / 'blue-stopped'}"})
+    tenant = _tenant(db)
+    with users(route, {"blue": blue.url, "green": green.url}, tenant) as answered:
+        result = subprocess.run(["bash", str(SCRIPT)], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=300)
+    return result, tmp_path, answered
+
+
+def _tenant(db: Database) -> UUID:
+    with db.connect(read_only=True) as conn:
+        row = conn.execute("SELECT tenant_id FROM events GROUP BY 1 ORDER BY count(*) DESC "
+                           "LIMIT 1").fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def test_a_green_that_degrades_after_the_switch_is_switched_back_to_blue(
+        start_engine: Start, engine_database: Database, tmp_path: Path) -> None:
+    mark = tmp_path / "degraded-at"
+    env = {**FAULTS_ENV, "EVENTGATE_DEGRADE_AFTER": "150", "EVENTGATE_DEGRADE_MARK": str(mark)}
+    with start_engine(engine_database.dsn) as blue, start_engine(
+            engine_database.dsn, app_factory="engine_faults:degrades_after_requests",
+            env=env) as green:
+        result, work, answered = _deploy(tmp_path, engine_database, blue, green, "60s")
+        green_after = httpx.get(f"{green.url}/health", timeout=10).status_code
+    out = result.stdout + result.stderr
+    assert result.returncode == 4, out
+    marks = {p.name for p in (work / "marks").iterdir()}
+    assert marks == {"deployed", "switched", "switched-back"}, out  # blue never stopped
+    assert (work / "route").read_text().strip() == "blue"
+    assert green_after == 200, "green was not kept running for inspection"
+    verdict = json.loads((work / "reports" / "watch-verdict.json").read_text())
+    assert verdict["outcome"] == "regression" and verdict["breaches"][0]["threshold"] == (
+        "5xx rate"), verdict["summary"]
+    assert "[blue-green] SWITCHED BACK: regression: 5xx rate:" in out
+    degraded = float(mark.read_text())
+    back = float((work / "marks" / "switched-back").read_text())
+    # The watch stopped at its breach (the last sample), long before its 60 s window ended.
+    assert verdict["breaches"][0]["sample"] == len(verdict["seen"])
+    assert degraded < back < degraded + 30, (degraded, back)
+    print(f"degraded -> switched back: {back - degraded:.2f} s; watch interval 1 s; "
+          f"{len(verdict['seen'])} samples")
+    assert answered["green"] > 150 and answered["blue"] > 0
+
+
+def test_a_healthy_green_keeps_the_traffic_and_blue_is_stopped(
+        start_engine: Start, engine_database: Database, tmp_path: Path) -> None:
+    with start_engine(engine_database.dsn) as blue, start_engine(
+            engine_database.dsn) as green:
+        result, work, answered = _deploy(tmp_path, engine_database, blue, green, "5s")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    marks = {p.name for p in (work / "marks").iterdir()}
+    assert marks == {"deployed", "switched", "blue-stopped"}, out
+    assert (work / "route").read_text().strip() == "green"
+    verdict = json.loads((work / "reports" / "watch-verdict.json").read_text())
+    assert verdict["outcome"] == "pass" and verdict["breaches"] == [], verdict["summary"]
+    assert len(verdict["seen"]) == 6 and verdict["judged_requests"] > 0
+    assert "the watch passed, blue is stopped" in out
+    assert answered["green"] > 0
