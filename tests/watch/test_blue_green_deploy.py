@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from uuid import UUID
 
@@ -59,8 +60,36 @@ def users(route: Path, urls: dict[str, str], tenant: UUID) -> Iterator[dict[str,
             thread.join(timeout=15)
 
 
+@contextmanager
+def slack() -> Iterator[tuple[str, list[str]]]:
+    """A webhook on 127.0.0.1 standing in for Slack's: yields its URL and the texts posted."""
+    texts: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            texts.append(str(json.loads(body).get("text")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/secret", texts
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
 def _deploy(tmp_path: Path, db: Database, blue: RunningEngine, green: RunningEngine,
-            watch_duration: str) -> tuple[subprocess.CompletedProcess[str], Path, dict[str, int]]:
+            watch_duration: str, **extra: str
+            ) -> tuple[subprocess.CompletedProcess[str], Path, dict[str, int]]:
     route, marks, reports = tmp_path / "route", tmp_path / "marks", tmp_path / "reports"
     marks.mkdir()
     route.write_text("blue")
@@ -81,7 +110,7 @@ def _deploy(tmp_path: Path, db: Database, blue: RunningEngine, green: RunningEng
         "DEPLOY_GREEN_CMD": f"touch {marks / 'deployed'}",
         "SWITCH_TRAFFIC_CMD": f"echo green > {route}; date +%s.%N > {marks / 'switched'}",
         "SWITCH_BACK_CMD": f"echo blue > {route}; date +%s.%N > {marks / 'switched-back'}",
-        "STOP_BLUE_CMD": f"touch {marks / 'blue-stopped'}"})
+        "STOP_BLUE_CMD": f"touch {marks / 'blue-stopped'}", **extra})
     tenant = _tenant(db)
     with users(route, {"blue": blue.url, "green": green.url}, tenant) as answered:
         result = subprocess.run(["bash", str(SCRIPT)], env=env, cwd=tmp_path,
@@ -103,8 +132,9 @@ def test_a_green_that_degrades_after_the_switch_is_switched_back_to_blue(
     env = {**FAULTS_ENV, "EVENTGATE_DEGRADE_AFTER": "150", "EVENTGATE_DEGRADE_MARK": str(mark)}
     with start_engine(engine_database.dsn) as blue, start_engine(
             engine_database.dsn, app_factory="engine_faults:degrades_after_requests",
-            env=env) as green:
-        result, work, answered = _deploy(tmp_path, engine_database, blue, green, "60s")
+            env=env) as green, slack() as (hook, posted):
+        result, work, answered = _deploy(tmp_path, engine_database, blue, green, "60s",
+                                         SLACK_WEBHOOK_URL=hook)
         green_after = httpx.get(f"{green.url}/health", timeout=10).status_code
     out = result.stdout + result.stderr
     assert result.returncode == 4, out
@@ -124,6 +154,11 @@ def test_a_green_that_degrades_after_the_switch_is_switched_back_to_blue(
     print(f"degraded -> switched back: {back - degraded:.2f} s; watch interval 1 s; "
           f"{len(verdict['seen'])} samples")
     assert answered["green"] > 150 and answered["blue"] > 0
+    # The watch told the team, once it started and once it failed, naming the threshold.
+    watch_posts = [t for t in posted if "watch" in t]
+    assert any(t.startswith(":x: FAILED: eventgate watch on ") and "5xx rate" in t
+               for t in watch_posts), posted
+    assert "secret" not in out
 
 
 def test_a_healthy_green_keeps_the_traffic_and_blue_is_stopped(

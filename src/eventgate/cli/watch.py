@@ -76,8 +76,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
                        thresholds=thresholds, on_sample=_progress)
         written = reports.write(report, Path(args.reports))
         if announce is not None:
-            (announce.succeeded if report.outcome == PASS else announce.failed)(
-                f"watch of {base_url}: {report.summary()}")
+            if report.outcome == PASS:
+                announce.succeeded(f"watch of {base_url}: {report.summary()}")
+            else:
+                announce.failed(report.summary())
     _print(report.outcome, report.summary(), report.checklist, written)
     return report.exit_code
 
