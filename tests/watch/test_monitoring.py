@@ -144,3 +144,14 @@ def test_the_alerts_hold_green_to_the_watchs_own_thresholds() -> None:
     assert _threshold(by_threshold["max_pool_waiting"]) == watch.max_pool_waiting
     assert _threshold(by_threshold["min_plugins_active"]) == watch.min_plugins_active
     assert _threshold(by_threshold["max_restarts"]) == watch.max_restarts
+
+
+def test_the_compose_file_mounts_what_is_here() -> None:
+    # Every file or folder the monitoring stack mounts exists beside it, but the Slack
+    # webhook's secret, which the operator provides.
+    compose = yaml.safe_load((MONITORING / "docker-compose.yml").read_text())
+    assert set(compose["services"]) == {"prometheus", "grafana", "alertmanager"}
+    sources = [volume.split(":")[0] for service in compose["services"].values()
+               for volume in service.get("volumes", []) if volume.startswith("./")]
+    missing = [s for s in sources if s != "./secrets" and not (MONITORING / s).exists()]
+    assert sources and not missing, missing

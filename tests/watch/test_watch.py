@@ -22,7 +22,7 @@ from eventgate.engine.process import RunningEngine
 from eventgate.pg.databases import Database
 from eventgate.watch.judging import Judge
 from eventgate.watch.run import PASS, REGRESSION, watch
-from eventgate.watch.scrape import quantile, take
+from eventgate.watch.scrape import Sample, quantile, take
 from eventgate.watch.thresholds import Thresholds
 
 pytestmark = [pytest.mark.destructive, pytest.mark.functional]
@@ -48,6 +48,12 @@ def traffic(engine: RunningEngine, tenant: UUID, users_count: int = 2,
                     statuses.append(0)
                 stop.wait(1 / per_second)
 
+    # A few requests first: an engine's very first answers are slow (its pool fills, its
+    # queries are planned), and the watch would begin its window on them.
+    with httpx.Client(base_url=engine.url, timeout=10,
+                      headers={"X-Tenant-ID": str(tenant)}) as client:
+        for _ in range(10):
+            client.get("/api/events")
     threads = [threading.Thread(target=users, daemon=True) for _ in range(users_count)]
     for thread in threads:
         thread.start()
@@ -99,17 +105,22 @@ def test_a_green_that_degrades_mid_watch_is_named_by_the_first_sample_after(
     with start_engine(engine_database.dsn, app_factory="engine_faults:degrades_after_requests",
                       env=env) as engine, traffic(engine, _tenant(engine_database),
                                                   users) as got:
-        report = watch(engine.url, duration_s=40, interval_s=1,
-                       thresholds=Thresholds(min_requests=5))
+        thresholds = Thresholds(min_requests=3)
+        report = watch(engine.url, duration_s=40, interval_s=1, thresholds=thresholds)
     assert report.outcome == REGRESSION and report.exit_code == 1, report.summary()
     assert [b.threshold for b in report.breaches] == [threshold], report.summary()
+    assert mark.exists(), f"the watch went red before the engine turned: {report.summary()}"
     breach = report.breaches[0]
     # A slow answer is counted when it ends, 1.5 s after the engine turned.
     visible = float(mark.read_text()) + (1.5 if mode == "slow" else 0)
-    # Within one interval: the sample before the breach was taken before the regression could
-    # show in /metrics, and the watch stopped at the breach.
-    before = report.seen[breach.sample - 2]
-    assert before.at.timestamp() <= visible < breach.at.timestamp(), (before, visible, breach)
+    # An error counts in the first interval that holds it; latency once it has held for
+    # p95_intervals judged intervals. Each 1 s interval holds enough requests here, so the
+    # breach is the first (errors) or p95_intervals-th (latency) sample after the regression
+    # could show in /metrics, and the watch stopped there.
+    needed = 1 if mode == "errors" else thresholds.p95_intervals
+    after = [s for s in report.seen if s.at.timestamp() > visible]
+    assert after and after[0].at.timestamp() <= breach.at.timestamp(), (visible, breach)
+    assert needed <= len(after) <= needed + 1, ([s.at for s in after], visible, breach)
     assert breach.sample == len(report.seen)
     assert breach.limit == ("500 ms" if mode == "slow" else "1.0%")
     if mode == "errors":
@@ -171,3 +182,26 @@ def test_a_thresholds_file_with_an_unknown_key_is_refused_naming_it(tmp_path: Pa
     assert result.returncode == 1
     assert "unknown threshold max_p99_ms" in result.stdout, result.stdout
     assert not (tmp_path / "watch-verdict.json").exists()
+
+
+def _sample(at: int, requests: float, slow: float) -> Sample:
+    """A reachable sample with `requests` counted so far, `slow` of them over 1 s."""
+    from datetime import UTC, datetime
+    return Sample(datetime.fromtimestamp(at, UTC), True, health_status=200, requests=requests,
+                  buckets={0.1: requests - slow, 1.0: requests - slow, float("inf"): requests},
+                  gauges={"database_up": 1, "plugins_active": 3, "started_at": 1.0})
+
+
+def test_one_slow_interval_is_a_cold_start_and_two_are_a_regression() -> None:
+    # 30 requests an interval. Interval 1: all slow (a cold engine after the switch); 2: fast.
+    cold = Judge(Thresholds())
+    assert [cold.observe(s) for s in (_sample(0, 0, 0), _sample(10, 30, 30),
+                                      _sample(20, 60, 30))] == [[], [], []]
+    # Slow twice in a row: named on the second, with both figures.
+    slow = Judge(Thresholds())
+    breaches = [slow.observe(s) for s in (_sample(0, 0, 0), _sample(10, 30, 30),
+                                          _sample(20, 60, 60))]
+    assert breaches[:2] == [[], []]
+    [breach] = breaches[2]
+    assert breach.threshold == "p95 latency" and breach.sample == 3
+    assert "on 2 judged intervals in a row" in breach.why

@@ -59,6 +59,7 @@ class Judge:
     _previous: Sample | None = None
     _pending: Interval = field(default_factory=Interval)
     _waiting_run: int = 0
+    _slow_run: list[float] = field(default_factory=list)  # p95 of each slow interval in a row
 
     def observe(self, sample: Sample) -> list[Breach]:
         """Judge one reachable sample against the one before it."""
@@ -127,10 +128,14 @@ class Judge:
         if p95 is not None:
             p95_ms = p95 * 1000
             self.worst_p95_ms = max(p95_ms, self.worst_p95_ms or 0.0)
-            if p95_ms > t.max_p95_ms:
+            self._slow_run = [*self._slow_run, p95_ms] if p95_ms > t.max_p95_ms else []
+            needed = max(1, t.p95_intervals)
+            if len(self._slow_run) >= needed:
+                seen = ", ".join(f"{v:.0f}" for v in self._slow_run[-needed:])
                 found.append(self._breach(
                     "p95 latency", f"{p95_ms:.0f} ms", f"{t.max_p95_ms:g} ms", s,
-                    f"over {window.requests:g} requests since the last judged sample"))
+                    f"over the limit on {len(self._slow_run)} judged intervals in a row "
+                    f"({seen} ms), the last over {window.requests:g} requests"))
         return found
 
     def _breach(self, threshold: str, value: str, limit: str, s: Sample, why: str) -> Breach:
