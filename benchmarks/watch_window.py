@@ -11,16 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from eventgate.bundle import load_bundle
+from eventgate.engine import store
 from eventgate.engine.process import engine_process
 from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
@@ -31,31 +28,10 @@ from eventgate.watch.run import WatchReport, watch
 from eventgate.watch.thresholds import Thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # fixtures/traffic.py: the same users as the watch's tests
+from fixtures.traffic import users  # noqa: E402
+
 OUT = ROOT / "reports" / "benchmarks" / "watch_window.json"
-
-
-@contextmanager
-def users(url: str, tenant: str, count: int, per_second: float) -> Iterator[list[int]]:
-    stop, statuses = threading.Event(), []
-
-    def user() -> None:
-        with httpx.Client(base_url=url, timeout=10, headers={"X-Tenant-ID": tenant}) as client:
-            while not stop.is_set():
-                try:
-                    statuses.append(client.get("/api/events").status_code)
-                except httpx.HTTPError:
-                    statuses.append(0)
-                stop.wait(1 / per_second)
-
-    threads = [threading.Thread(target=user, daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield statuses
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=15)
 
 
 def figures(report: WatchReport) -> dict[str, Any]:
@@ -86,12 +62,11 @@ def main() -> None:
             build_legacy(conn, bundle, SeedPlan(2_000, 20))
             Runner(conn, bundle).execute()
             conn.execute("VACUUM ANALYZE")
-            row = conn.execute("SELECT tenant_id FROM events GROUP BY 1 ORDER BY count(*) DESC "
-                               "LIMIT 1").fetchone()
-        assert row is not None
-        tenant = str(row[0])
+            busiest = store.busiest_tenant(conn)
+        assert busiest is not None
+        tenant = str(busiest)
         with engine_process(dsn, workdir=work) as engine, users(
-                engine.url, tenant, args.users, args.per_user) as got:
+                lambda: engine.url, tenant, args.users, args.per_user) as got:
             healthy = watch(engine.url, duration_s=args.duration, interval_s=args.interval,
                             thresholds=Thresholds())
         healthy_statuses = {str(s): got.count(s) for s in set(got)}
@@ -100,13 +75,15 @@ def main() -> None:
                "EVENTGATE_DEGRADE_MARK": str(mark)}
         with engine_process(dsn, workdir=work, env=env,
                             app_factory="engine_faults:degrades_after_requests") as engine, \
-                users(engine.url, tenant, args.users, args.per_user):
+                users(lambda: engine.url, tenant, args.users, args.per_user):
             degrading = watch(engine.url, duration_s=args.duration, interval_s=args.interval,
                               thresholds=Thresholds())
-        turned = float(mark.read_text())
+        # None: the window ended before the engine served enough requests to turn.
+        turned = float(mark.read_text()) if mark.exists() else None
     finally:
         cluster.stop()
-    reaction = (degrading.breaches[0].at.timestamp() - turned) if degrading.breaches else None
+    reaction = (degrading.breaches[0].at.timestamp() - turned
+                if degrading.breaches and turned is not None else None)
     result = {
         "cpus": os.cpu_count(), "duration_s": args.duration, "interval_s": args.interval,
         "offered_rps": args.users * args.per_user,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -17,7 +16,9 @@ from uuid import UUID
 
 import httpx
 import pytest
+from fixtures.traffic import users
 
+from eventgate.engine import store
 from eventgate.engine.process import RunningEngine
 from eventgate.pg.databases import Database
 from eventgate.watch.judging import Judge
@@ -32,45 +33,16 @@ Start = Callable[..., AbstractContextManager[RunningEngine]]
 
 
 @contextmanager
-def traffic(engine: RunningEngine, tenant: UUID, users_count: int = 2,
-            per_second: float = 30) -> Iterator[list[int]]:
-    """The users: `users_count` of them, each asking GET /api/events for a tenant at most
-    `per_second`, until the block ends; yields the status codes they got."""
-    stop, statuses = threading.Event(), []
-
-    def users() -> None:
-        with httpx.Client(base_url=engine.url, timeout=10,
-                          headers={"X-Tenant-ID": str(tenant)}) as client:
-            while not stop.is_set():
-                try:
-                    statuses.append(client.get("/api/events").status_code)
-                except httpx.HTTPError:
-                    statuses.append(0)
-                stop.wait(1 / per_second)
-
-    # A few requests first: an engine's very first answers are slow (its pool fills, its
-    # queries are planned), and the watch would begin its window on them.
-    with httpx.Client(base_url=engine.url, timeout=10,
-                      headers={"X-Tenant-ID": str(tenant)}) as client:
-        for _ in range(10):
-            client.get("/api/events")
-    threads = [threading.Thread(target=users, daemon=True) for _ in range(users_count)]
-    for thread in threads:
-        thread.start()
-    try:
+def traffic(engine: RunningEngine, tenant: UUID, users_count: int = 2) -> Iterator[list[int]]:
+    with users(lambda: engine.url, str(tenant), users_count) as statuses:
         yield statuses
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=15)
 
 
 def _tenant(db: Database) -> UUID:
     with db.connect(read_only=True) as conn:
-        row = conn.execute("SELECT tenant_id FROM events GROUP BY 1 ORDER BY count(*) DESC "
-                           "LIMIT 1").fetchone()
-    assert row is not None
-    return UUID(str(row[0]))
+        tenant = store.busiest_tenant(conn)
+    assert tenant is not None
+    return tenant
 
 
 def test_a_healthy_green_passes_a_whole_window_without_a_false_alarm(
