@@ -157,11 +157,8 @@ def record_check(eventgate_settings: Settings) -> Callable[[CheckResult], CheckR
 @pytest.fixture
 def legacy_db(databases: Databases, legacy_template: Database) -> Iterator[Database]:
     """A private copy of the seeded legacy database, dropped after the test."""
-    db = databases.create("legacy_copy", template=legacy_template.name)
-    try:
+    with _private_copy(databases, "legacy_copy", legacy_template) as db:
         yield db
-    finally:
-        databases.drop(db)
 
 
 # A sabotage proof migrates a broken bundle and asks whether the gates see the defect: what it
@@ -197,17 +194,20 @@ def proof_template(databases: Databases, bundle: Bundle, eventgate_settings: Set
 @pytest.fixture
 def proof_legacy_db(databases: Databases, proof_template: Database) -> Iterator[Database]:
     """A private copy of the proofs' legacy database, for migrating a sabotaged bundle."""
-    db = databases.create("proof_copy", template=proof_template.name)
-    try:
+    with _private_copy(databases, "proof_copy", proof_template) as db:
         yield db
-    finally:
-        databases.drop(db)
 
 
 @pytest.fixture
 def migrated_db(databases: Databases, migrated_template: Database) -> Iterator[Database]:
     """A private copy of the migrated database to break on purpose, dropped after the test."""
-    db = databases.create("migrated_copy", template=migrated_template.name)
+    with _private_copy(databases, "migrated_copy", migrated_template) as db:
+        yield db
+
+
+@contextlib.contextmanager
+def _private_copy(databases: Databases, name: str, template: Database) -> Iterator[Database]:
+    db = databases.create(name, template=template.name)
     try:
         yield db
     finally:
