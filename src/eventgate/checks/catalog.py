@@ -52,7 +52,8 @@ def columns(conn: psycopg.Connection, relation: str, schema: str = "public") -> 
 # The table and column a column's values come from: a single-column foreign key on the relation
 # itself, or, for a view (which has none), on a table the view reads, of a column of the same
 # name. The relation's own key wins.
-REFERENCED = """
+# The relation, and for a view the tables its rewrite rule reads.
+SOURCES = """
 WITH rel AS (
   SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = %(schema)s AND c.relname = %(relation)s),
@@ -63,6 +64,9 @@ sources AS (
     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
                     AND d.refclassid = 'pg_class'::regclass
    WHERE r.ev_class = (SELECT oid FROM rel) AND d.refobjid <> r.ev_class)
+"""
+
+REFERENCED = SOURCES + """
 SELECT k.confrelid::regclass::text, fa.attname
   FROM pg_constraint k JOIN sources s ON k.conrelid = s.oid
   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
@@ -80,6 +84,41 @@ def referenced(conn: psycopg.Connection, relation: str, column: str,
     row = conn.execute(REFERENCED, {"schema": schema, "relation": relation,
                                     "column": column}).fetchone()
     return (str(row[0]), str(row[1])) if row else None
+
+
+IN_UNIQUE = SOURCES + """
+SELECT i.relname FROM pg_index x JOIN sources s ON x.indrelid = s.oid
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)
+ WHERE x.indisunique AND NOT x.indisprimary AND a.attname = %(column)s
+ ORDER BY 1 LIMIT 1
+"""
+
+
+def in_unique(conn: psycopg.Connection, relation: str, column: str,
+              schema: str = "public") -> str | None:
+    """A unique index (not the primary key) with a column of that name, on the relation or a
+    table its view reads: another row's value for it may be refused. None when there is none."""
+    row = conn.execute(IN_UNIQUE, {"schema": schema, "relation": relation,
+                                   "column": column}).fetchone()
+    return str(row[0]) if row else None
+
+
+CHECKED = SOURCES + """
+SELECT k.conname FROM pg_constraint k JOIN sources s ON k.conrelid = s.oid
+  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)
+ WHERE k.contype = 'c' AND a.attname = %(column)s
+ ORDER BY 1 LIMIT 1
+"""
+
+
+def checked(conn: psycopg.Connection, relation: str, column: str,
+            schema: str = "public") -> str | None:
+    """A CHECK constraint on a column of that name, of the relation or a table its view reads
+    (a status limited to a few words); None when there is none."""
+    row = conn.execute(CHECKED, {"schema": schema, "relation": relation,
+                                 "column": column}).fetchone()
+    return str(row[0]) if row else None
 
 
 UNIQUE_BY = """

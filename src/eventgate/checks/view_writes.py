@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from eventgate.bundle import TableMapping
-from eventgate.checks.catalog import Column, columns, referenced
+from eventgate.checks.catalog import Column, checked, columns, in_unique, referenced
 from eventgate.checks.result import error_line
 from eventgate.checks.rows import has_rows
 
@@ -82,9 +82,16 @@ def new_value(conn: psycopg.Connection, relation: str, key: str, row: object,
     name, table = sql.Identifier(column.name), sql.Identifier(relation)
     current = sql.SQL("(SELECT {} FROM {} WHERE {} = {})").format(
         name, table, sql.Identifier(key), sql.Literal(row))
-    counted = conn.execute(sql.SQL("SELECT count(DISTINCT {}) FROM {}").format(
+    counted = conn.execute(sql.SQL("SELECT count(DISTINCT {0}), count({0}) FROM {1}").format(
         name, table)).fetchone()
-    if column.name.endswith("_id") or (counted is not None and counted[0] <= FEW_VALUES):
+    assert counted is not None
+    # A column that is unique (an index says so, or every row holds its own value: a slug, which
+    # the new schema keeps unique per tenant) gets a fresh value when eventgate can make one and
+    # no CHECK limits it: among a few weddings another one's slug is a duplicate. A status
+    # under a CHECK takes another row's.
+    fresh = column.base_type in CHANGED and checked(conn, relation, column.name) is None and (
+        in_unique(conn, relation, column.name) is not None or counted[0] == counted[1] > 1)
+    if column.name.endswith("_id") or (counted[0] <= FEW_VALUES and not fresh):
         # Another value the table holds: a real wedding or tenant, a status the new schema's
         # CHECK accepts.
         found = conn.execute(sql.SQL(
