@@ -89,7 +89,8 @@ def _deploy(tmp_path: Path, db: Database, blue: RunningEngine, green: RunningEng
         tenant = store.busiest_tenant(conn)
     assert tenant is not None
     # Routed as traefik would: by the file the switch steps write (empty while rewritten).
-    with users(lambda: urls.get(route.read_text().strip()), str(tenant), 3):
+    # 45 requests a second: enough to judge each 1 s interval, and well served by a busy machine.
+    with users(lambda: urls.get(route.read_text().strip()), str(tenant), 3, 15):
         result = subprocess.run(["bash", str(SCRIPT)], env=env, cwd=tmp_path,
                                 capture_output=True, text=True, timeout=300)
     return result, tmp_path

@@ -125,12 +125,14 @@ def test_the_rollout_stops_at_an_instance_that_does_not_come_up_healthy(fleet: F
     # /health answers 503.
     (fleet.root / "dsn" / "v2-2").write_text(
         (fleet.root / "dsn" / "v2").read_text() + " dbname=no_such_database")
-    result = _roll(fleet, "v2", "4")
+    # Long enough for a healthy instance to start on a busy machine (4 s was not, under CI's
+    # load): the bad one waits all of it.
+    result = _roll(fleet, "v2", "15")
     out = result.stdout + result.stderr
     assert result.returncode == 3, out
     assert [fleet.version(i) for i in range(1, INSTANCES + 1)] == ["v2", "v2", "v1"]
     assert fleet.healthy(1) and not fleet.healthy(2) and fleet.healthy(3)
-    assert "STOPPED: instance 2/3 did not become healthy on v2 within 4 s" in out
+    assert "STOPPED: instance 2/3 did not become healthy on v2 within 15 s" in out
     assert "updated and healthy: 1; failed: 2" in out
     assert "untouched, on the old version: 3" in out
     assert "instance 3/3" not in out
