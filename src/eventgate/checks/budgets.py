@@ -166,7 +166,10 @@ def _stopped_by_limit(conn: psycopg.Connection, root: dict[str, Any],
         return False
     matching = min(max(float(node.get("Plan Rows", 0)), 1.0), table)
     a_page_takes = returned * table / matching
-    return _read(node) < max(MOST_ROWS * table, 2 * a_page_takes)
+    # Never the whole table, whatever the estimate says: a planner that expected one matching
+    # row would otherwise excuse any walk.
+    read = _read(node)
+    return read < MOST_ROWS * table or read < min(2 * a_page_takes, table)
 
 
 def _ancestors(root: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
