@@ -99,9 +99,7 @@ def in_unique(conn: psycopg.Connection, relation: str, column: str,
               schema: str = "public") -> str | None:
     """A unique index (not the primary key) with a column of that name, on the relation or a
     table its view reads: another row's value for it may be refused. None when there is none."""
-    row = conn.execute(IN_UNIQUE, {"schema": schema, "relation": relation,
-                                   "column": column}).fetchone()
-    return str(row[0]) if row else None
+    return _first_name(conn, IN_UNIQUE, relation, column, schema)
 
 
 CHECKED = SOURCES + """
@@ -116,8 +114,13 @@ def checked(conn: psycopg.Connection, relation: str, column: str,
             schema: str = "public") -> str | None:
     """A CHECK constraint on a column of that name, of the relation or a table its view reads
     (a status limited to a few words); None when there is none."""
-    row = conn.execute(CHECKED, {"schema": schema, "relation": relation,
-                                 "column": column}).fetchone()
+    return _first_name(conn, CHECKED, relation, column, schema)
+
+
+def _first_name(conn: psycopg.Connection, query: str, relation: str, column: str,
+                schema: str) -> str | None:
+    row = conn.execute(query, {"schema": schema, "relation": relation,
+                               "column": column}).fetchone()
     return str(row[0]) if row else None
 
 

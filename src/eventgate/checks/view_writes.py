@@ -76,6 +76,16 @@ def edit_row(conn: psycopg.Connection, relation: str, key: str) -> object:
     return row[0]
 
 
+def _wants_fresh(conn: psycopg.Connection, relation: str, column: Column, distinct: int,
+                 values: int) -> bool:
+    """A column that is unique (an index says so, or every row holds its own value: a slug,
+    which the new schema keeps unique per tenant) gets a fresh value when eventgate can make one
+    and no CHECK limits it: among a few weddings another one's slug is a duplicate. A status
+    under a CHECK takes another row's."""
+    return column.base_type in CHANGED and checked(conn, relation, column.name) is None and (
+        distinct == values > 1 or in_unique(conn, relation, column.name) is not None)
+
+
 def new_value(conn: psycopg.Connection, relation: str, key: str, row: object,
               column: Column) -> str | None:
     """A value for `column` of that row, different from the current one, as text."""
@@ -85,13 +95,8 @@ def new_value(conn: psycopg.Connection, relation: str, key: str, row: object,
     counted = conn.execute(sql.SQL("SELECT count(DISTINCT {0}), count({0}) FROM {1}").format(
         name, table)).fetchone()
     assert counted is not None
-    # A column that is unique (an index says so, or every row holds its own value: a slug, which
-    # the new schema keeps unique per tenant) gets a fresh value when eventgate can make one and
-    # no CHECK limits it: among a few weddings another one's slug is a duplicate. A status
-    # under a CHECK takes another row's.
-    fresh = column.base_type in CHANGED and checked(conn, relation, column.name) is None and (
-        in_unique(conn, relation, column.name) is not None or counted[0] == counted[1] > 1)
-    if column.name.endswith("_id") or (counted[0] <= FEW_VALUES and not fresh):
+    if column.name.endswith("_id") or (
+            counted[0] <= FEW_VALUES and not _wants_fresh(conn, relation, column, *counted)):
         # Another value the table holds: a real wedding or tenant, a status the new schema's
         # CHECK accepts.
         found = conn.execute(sql.SQL(

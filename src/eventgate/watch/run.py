@@ -77,8 +77,7 @@ class WatchReport:
 
 
 def watch(base_url: str, *, duration_s: float, interval_s: float, thresholds: Thresholds,
-          on_sample: Callable[[Seen], None] | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> WatchReport:
+          on_sample: Callable[[Seen], None] | None = None) -> WatchReport:
     """Sample `base_url` at 0, interval, 2 intervals, ... up to `duration_s`."""
     base_url = base_url.rstrip("/")
     report = WatchReport(base_url, thresholds, duration_s, interval_s, datetime.now(UTC))
@@ -112,7 +111,7 @@ def watch(base_url: str, *, duration_s: float, interval_s: float, thresholds: Th
             due = begin + n * interval_s
             if due - begin > duration_s + 1e-9:
                 break
-            sleep(max(0.0, due - time.monotonic()))
+            time.sleep(max(0.0, due - time.monotonic()))
     report.ended = datetime.now(UTC)
     report.restarts = judge.restarts
     report.judged_requests = judge.judged_requests
