@@ -41,7 +41,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "mean_ms": statistics.fmean(ordered) * 1000}
 
 
-async def open_loop(url: str, tenant: str, rate: float, seconds: float) -> dict[str, Any]:
+async def open_loop(url: str, credential: dict[str, str], rate: float,
+                    seconds: float) -> dict[str, Any]:
     total = int(rate * seconds)
     latencies: list[float] = []
     errors = 0
@@ -54,7 +55,7 @@ async def open_loop(url: str, tenant: str, rate: float, seconds: float) -> dict[
             scheduled = start + i / rate
             await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             response = await client.get("/api/events", params={"limit": 50},
-                                        headers={"X-Tenant-ID": tenant})
+                                        headers=credential)
             latencies.append(time.perf_counter() - scheduled)
             if response.status_code != 200:
                 errors += 1
@@ -103,8 +104,9 @@ def main() -> None:
         assert row is not None
         tenant = str(row[0])
         with engine_process(dsn, workdir=Path(tempfile.mkdtemp())) as engine:
-            asyncio.run(open_loop(engine.url, tenant, args.rate, 1.0))  # warm-up
-            api = asyncio.run(open_loop(engine.url, tenant, args.rate, args.seconds))
+            asyncio.run(open_loop(engine.url, engine.as_tenant(tenant), args.rate, 1.0))  # warm-up
+            api = asyncio.run(open_loop(engine.url, engine.as_tenant(tenant), args.rate,
+                                  args.seconds))
         db = direct(dsn, tenant, api["requests"])
     finally:
         cluster.stop()

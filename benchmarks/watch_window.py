@@ -66,7 +66,7 @@ def main() -> None:
         assert busiest is not None
         tenant = str(busiest)
         with engine_process(dsn, workdir=work) as engine, users(
-                lambda: engine.url, tenant, args.users, args.per_user) as got:
+                lambda: engine.url, engine.as_tenant(tenant), args.users, args.per_user) as got:
             healthy = watch(engine.url, duration_s=args.duration, interval_s=args.interval,
                             thresholds=Thresholds())
         healthy_statuses = {str(s): got.count(s) for s in set(got)}
@@ -75,7 +75,7 @@ def main() -> None:
                "EVENTGATE_DEGRADE_MARK": str(mark)}
         with engine_process(dsn, workdir=work, env=env,
                             app_factory="engine_faults:degrades_after_requests") as engine, \
-                users(lambda: engine.url, tenant, args.users, args.per_user):
+                users(lambda: engine.url, engine.as_tenant(tenant), args.users, args.per_user):
             degrading = watch(engine.url, duration_s=args.duration, interval_s=args.interval,
                               thresholds=Thresholds())
         # None: the window ended before the engine served enough requests to turn.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eventgate.bundle_budgets import QueryBudget, read_budget
+from eventgate.bundle_security import RowSecurity, read_row_security
 from eventgate.errors import BundleError
 
 MAPPING_KINDS = ("column", "jsonb", "derived", "dropped")
@@ -172,6 +173,7 @@ class Expectations:
     locks: LockBudget = LockBudget()
     lint_waivers: tuple[LintWaiver, ...] = ()
     lint_pg_version: str | None = None  # [lint] pg_version: the server squawk lints for
+    row_security: RowSecurity | None = None  # None: the bundle declares no tenant wall
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,8 @@ def read_expectations(path: Path) -> Expectations:
                         tuple(indexes), references, same_values, unique,
                         tuple(read_budget(spec) for spec in data.get("budgets", [])),
                         _change_log(data.get("change_log")), _locks(data.get("locks", {})),
-                        *_lint(data.get("lint", {})))
+                        *_lint(data.get("lint", {})),
+                        read_row_security(data.get("row_security")))
 
 
 LINT_KEYS = {"pg_version", "waivers"}

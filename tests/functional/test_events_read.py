@@ -8,6 +8,7 @@ import httpx
 import psycopg
 import pytest
 
+from eventgate.pytest_plugin.fix_engine import AsTenant
 from eventgate.pytest_plugin.proof import not_proven
 
 PROBLEM = "application/problem+json"
@@ -15,12 +16,13 @@ PROBLEM = "application/problem+json"
 pytestmark = [pytest.mark.functional, pytest.mark.green]
 
 
-def _all_pages(api: httpx.Client, tenant: UUID, **params: Any) -> list[dict[str, Any]]:
+def _all_pages(api: httpx.Client, as_tenant: AsTenant,
+               tenant: UUID, **params: Any) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     cursor = None
     for _ in range(10_000):
         query = {**params, "limit": 7, **({"cursor": cursor} if cursor else {})}
-        response = api.get("/api/events", params=query, headers={"X-Tenant-ID": str(tenant)})
+        response = api.get("/api/events", params=query, headers=as_tenant(tenant))
         assert response.status_code == 200, response.text
         body = response.json()
         events += body["data"]
@@ -36,8 +38,9 @@ def _ids(conn: psycopg.Connection, where: str, params: tuple[Any, ...]) -> list[
 
 
 def test_the_event_list_pages_through_every_event_of_the_tenant_once(
-        api: httpx.Client, engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
-    listed = [e["id"] for e in _all_pages(api, busy_tenant)]
+        api: httpx.Client, as_tenant: AsTenant,
+        engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
+    listed = [e["id"] for e in _all_pages(api, as_tenant, busy_tenant)]
     assert listed == _ids(engine_conn, "tenant_id = %s", (busy_tenant,))
 
 
@@ -93,7 +96,7 @@ def _filter(kind: str, drawn: Any) -> tuple[dict[str, str], str, tuple[Any, ...]
 
 @pytest.mark.parametrize("kind", list(FILTERS))
 def test_each_filter_returns_exactly_the_matching_events(
-        api: httpx.Client, engine_conn: psycopg.Connection, busy_tenant: UUID,
+        api: httpx.Client, as_tenant: AsTenant, engine_conn: psycopg.Connection, busy_tenant: UUID,
         kind: str) -> None:
     query, needs = FILTERS[kind]
     row = engine_conn.execute(query, {"t": busy_tenant}).fetchone()
@@ -104,35 +107,37 @@ def test_each_filter_returns_exactly_the_matching_events(
     expected = _ids(engine_conn, f"tenant_id = %s AND {where}", (busy_tenant, *args))
     if not expected:
         not_proven(f"no event of tenant {busy_tenant} matches {params}")
-    listed = [e["id"] for e in _all_pages(api, busy_tenant, **params)]
+    listed = [e["id"] for e in _all_pages(api, as_tenant, busy_tenant, **params)]
     assert listed == expected, f"filter {params}"
 
 
 def test_an_event_comes_with_its_participants_and_sections(
-        api: httpx.Client, engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
+        api: httpx.Client, as_tenant: AsTenant,
+        engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
     row = engine_conn.execute(
         "SELECT e.id, e.title, (SELECT count(*) FROM event_participants p WHERE p.event_id = "
         "e.id), (SELECT count(*) FROM event_sections s WHERE s.event_id = e.id) FROM events e "
         "WHERE e.tenant_id = %s ORDER BY 3 DESC, 1 LIMIT 1", (busy_tenant,)).fetchone()
     assert row is not None
-    response = api.get(f"/api/events/{row[0]}", headers={"X-Tenant-ID": str(busy_tenant)})
+    response = api.get(f"/api/events/{row[0]}", headers=as_tenant(busy_tenant))
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["title"], len(body["participants"]), len(body["sections"])) == row[1:]
 
 
-def test_another_tenants_event_is_not_found(api: httpx.Client, engine_conn: psycopg.Connection,
+def test_another_tenants_event_is_not_found(api: httpx.Client, as_tenant: AsTenant,
+                                            engine_conn: psycopg.Connection,
                                             busy_tenant: UUID, intruder: UUID) -> None:
     theirs, title = engine_conn.execute("SELECT id, title FROM events WHERE tenant_id = %s "
                                         "ORDER BY id LIMIT 1", (busy_tenant,)).fetchone() or (
         None, None)
     assert theirs is not None
-    response = api.get(f"/api/events/{theirs}", headers={"X-Tenant-ID": str(intruder)})
+    response = api.get(f"/api/events/{theirs}", headers=as_tenant(intruder))
     # 404 to another tenant, 403 to one that does not exist: never the event.
     assert response.status_code in (403, 404), response.text
     assert response.headers["content-type"] == PROBLEM
     assert str(title) not in response.text
-    listed = api.get("/api/events", headers={"X-Tenant-ID": str(intruder)})
+    listed = api.get("/api/events", headers=as_tenant(intruder))
     if listed.status_code == 200:
         assert theirs not in [e["id"] for e in listed.json()["data"]]
     else:
@@ -140,9 +145,10 @@ def test_another_tenants_event_is_not_found(api: httpx.Client, engine_conn: psyc
 
 
 @pytest.mark.parametrize(("headers", "params", "status", "says"), [
-    ({}, {}, 400, "X-Tenant-ID"),
-    ({"X-Tenant-ID": "not-a-uuid"}, {}, 400, "X-Tenant-ID"),
-    ({"X-Tenant-ID": "00000000-0000-4000-8000-00000000dead"}, {}, 403, "does not exist"),
+    ({}, {}, 401, "Authorization: Bearer"),
+    ({"X-Tenant-ID": "00000000-0000-4000-8000-00000000dead"}, {}, 401, "not a credential"),
+    ({"Authorization": "Bearer not-a-token"}, {}, 401, "not a JWT"),
+    ({"Authorization": "Basic ZXZlbnQ6Z2F0ZQ=="}, {}, 401, "Authorization: Bearer"),
     (None, {"type": "quinceanera"}, 400, "quinceanera"),
     (None, {"status": "lost"}, 422, "status"),
     (None, {"start_from": "yesterday"}, 422, "start_from"),
@@ -151,17 +157,20 @@ def test_another_tenants_event_is_not_found(api: httpx.Client, engine_conn: psyc
     (None, {"cursor": "bm90LW91cnM"}, 400, "cursor"),
     (None, {"limit": "0"}, 422, "limit"),
     (None, {"type": "wedding' OR '1'='1"}, 400, "is not one of"),
-], ids=["no-tenant", "bad-tenant", "unknown-tenant", "unknown-type", "bad-status",
-        "bad-date", "reversed-dates", "foreign-cursor", "zero-limit", "sql-looking-type"])
+], ids=["no-credential", "tenant-header-alone", "not-a-token", "other-scheme", "unknown-type",
+        "bad-status", "bad-date", "reversed-dates", "foreign-cursor", "zero-limit",
+        "sql-looking-type"])
 def test_bad_list_requests_get_a_problem_saying_what_is_wrong(
-        api: httpx.Client, busy_tenant: UUID, headers: dict[str, str] | None,
-        params: dict[str, str], status: int, says: str) -> None:
-    sent = {"X-Tenant-ID": str(busy_tenant)} if headers is None else headers
+        api: httpx.Client, as_tenant: AsTenant, busy_tenant: UUID,
+        headers: dict[str, str] | None, params: dict[str, str], status: int, says: str) -> None:
+    sent = as_tenant(busy_tenant) if headers is None else headers
     response = api.get("/api/events", params=params, headers=sent)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
     problem = response.json()
     assert problem["status"] == status and says in problem["detail"]
+    if status == 401:  # RFC 9110: a 401 names the scheme it wants
+        assert response.headers["www-authenticate"].startswith("Bearer"), response.headers
 
 
 def test_event_types_agree_with_the_database_and_the_plugins(
@@ -175,14 +184,15 @@ def test_event_types_agree_with_the_database_and_the_plugins(
 
 
 def test_the_legacy_invitations_read_path_equals_the_legacy_view(
-        api: httpx.Client, engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
+        api: httpx.Client, as_tenant: AsTenant,
+        engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
     row = engine_conn.execute(
         "SELECT w.id FROM wedding_events w JOIN wedding_invitations i ON i.wedding_id = w.id "
         "WHERE w.tenant_id = %s GROUP BY w.id ORDER BY count(*) DESC, w.id LIMIT 1",
         (busy_tenant,)).fetchone()
     assert row is not None
     response = api.get(f"/api/weddings/{row[0]}/invitations",
-                       headers={"X-Tenant-ID": str(busy_tenant)})
+                       headers=as_tenant(busy_tenant))
     assert response.status_code == 200, response.text
     with engine_conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         expected = cur.execute("SELECT id, guest_name, email, rsvp_status, party_size, "

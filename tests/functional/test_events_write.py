@@ -8,6 +8,8 @@ import httpx
 import psycopg
 import pytest
 
+from eventgate.pytest_plugin.fix_engine import AsTenant
+
 pytestmark = [pytest.mark.functional, pytest.mark.destructive]
 PROBLEM = "application/problem+json"
 
@@ -22,9 +24,9 @@ def _count(conn: psycopg.Connection) -> int:
     return int(row[0])
 
 
-def test_an_event_is_created_read_changed_and_deleted(api: httpx.Client,
+def test_an_event_is_created_read_changed_and_deleted(api: httpx.Client, as_tenant: AsTenant,
                                                       busy_tenant: UUID) -> None:
-    tenant = {"X-Tenant-ID": str(busy_tenant)}
+    tenant = as_tenant(busy_tenant)
     created = api.post("/api/events", json=WEDDING, headers=tenant)
     assert created.status_code == 201, created.text
     location = created.headers["location"]
@@ -42,9 +44,9 @@ def test_an_event_is_created_read_changed_and_deleted(api: httpx.Client,
 
 
 def test_a_wedding_created_by_the_engine_is_seen_by_the_old_application(
-        api: httpx.Client, engine_database: Any, busy_tenant: UUID) -> None:
+        api: httpx.Client, as_tenant: AsTenant, engine_database: Any, busy_tenant: UUID) -> None:
     created = api.post("/api/events", json={**WEDDING, "slug": "seen-by-legacy"},
-                       headers={"X-Tenant-ID": str(busy_tenant)})
+                       headers=as_tenant(busy_tenant))
     assert created.status_code == 201, created.text
     with engine_database.connect() as conn:
         row = conn.execute("SELECT bride_name, wedding_date::text, ceremony_time::text FROM "
@@ -75,10 +77,10 @@ def test_a_wedding_created_by_the_engine_is_seen_by_the_old_application(
         "reversed-dates", "impossible-date", "naive-date", "unknown-zone", "sql-looking-slug",
         "nul-byte", "unknown-field", "theme-too-long"])
 def test_bad_events_are_refused_with_a_problem_and_nothing_is_written(
-        api: httpx.Client, engine_conn: psycopg.Connection, busy_tenant: UUID,
+        api: httpx.Client, as_tenant: AsTenant, engine_conn: psycopg.Connection, busy_tenant: UUID,
         body: dict[str, Any], status: int, says: str) -> None:
     before = _count(engine_conn)
-    response = api.post("/api/events", json=body, headers={"X-Tenant-ID": str(busy_tenant)})
+    response = api.post("/api/events", json=body, headers=as_tenant(busy_tenant))
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
     assert says in response.json()["detail"]
@@ -89,18 +91,19 @@ def test_bad_events_are_refused_with_a_problem_and_nothing_is_written(
     (b'{"event_type": "wedding",', {"content-type": "application/json"}, 400),
     (b"x" * (1024 * 1024 + 1), {"content-type": "application/json"}, 413),
 ], ids=["malformed-json", "over-one-megabyte"])
-def test_unreadable_bodies_are_refused(api: httpx.Client, engine_conn: psycopg.Connection,
+def test_unreadable_bodies_are_refused(api: httpx.Client, as_tenant: AsTenant,
+                                       engine_conn: psycopg.Connection,
                                        busy_tenant: UUID, content: bytes,
                                        headers: dict[str, str], status: int) -> None:
     before = _count(engine_conn)
     response = api.post("/api/events", content=content,
-                        headers={**headers, "X-Tenant-ID": str(busy_tenant)})
+                        headers={**headers, **as_tenant(busy_tenant)})
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
     assert _count(engine_conn) == before
 
 
-def test_a_slug_taken_in_the_tenant_is_a_conflict(api: httpx.Client,
+def test_a_slug_taken_in_the_tenant_is_a_conflict(api: httpx.Client, as_tenant: AsTenant,
                                                   engine_conn: psycopg.Connection,
                                                   busy_tenant: UUID) -> None:
     taken = engine_conn.execute("SELECT slug FROM events WHERE tenant_id = %s AND "
@@ -108,17 +111,17 @@ def test_a_slug_taken_in_the_tenant_is_a_conflict(api: httpx.Client,
                                 (busy_tenant,)).fetchone()
     assert taken is not None
     response = api.post("/api/events", json={**WEDDING, "slug": taken[0]},
-                        headers={"X-Tenant-ID": str(busy_tenant)})
+                        headers=as_tenant(busy_tenant))
     assert response.status_code == 409 and "events_tenant_slug_uidx" in response.json()["detail"]
 
 
 def test_another_tenant_can_neither_change_nor_delete_an_event(
-        api: httpx.Client, engine_conn: psycopg.Connection, busy_tenant: UUID,
+        api: httpx.Client, as_tenant: AsTenant, engine_conn: psycopg.Connection, busy_tenant: UUID,
         intruder: UUID) -> None:
     row = engine_conn.execute("SELECT id, title FROM events WHERE tenant_id = %s ORDER BY id "
                               "LIMIT 1", (busy_tenant,)).fetchone()
     assert row is not None
-    headers = {"X-Tenant-ID": str(intruder)}
+    headers = as_tenant(intruder)
     # 404 to another tenant, 403 to one that does not exist.
     assert api.patch(f"/api/events/{row[0]}", json={"title": "hijacked"},
                      headers=headers).status_code in (403, 404)
@@ -128,26 +131,27 @@ def test_another_tenant_can_neither_change_nor_delete_an_event(
 
 
 def test_metadata_nested_without_end_is_refused_not_a_crash(
-        api: httpx.Client, engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
+        api: httpx.Client, as_tenant: AsTenant,
+        engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
     deep: dict[str, Any] = {}
     for _ in range(400):
         deep = {"d": deep}
     before = _count(engine_conn)
     response = api.post("/api/events", json={**WEDDING, "slug": "deep", "metadata": deep},
-                        headers={"X-Tenant-ID": str(busy_tenant)})
+                        headers=as_tenant(busy_tenant))
     assert response.status_code == 422, response.text
     assert "nested more than 32 levels" in response.json()["detail"]
     assert _count(engine_conn) == before
 
 
 def test_a_status_change_leaves_the_rest_of_a_migrated_wedding_alone(
-        api: httpx.Client, engine_database: Any, busy_tenant: UUID) -> None:
+        api: httpx.Client, as_tenant: AsTenant, engine_database: Any, busy_tenant: UUID) -> None:
     with engine_database.connect() as conn:
         row = conn.execute("UPDATE events SET timezone = 'CEST' WHERE id = (SELECT min(id) "
                            "FROM events WHERE tenant_id = %s AND event_type = 'wedding') "
                            "RETURNING id", (busy_tenant,)).fetchone()
     assert row is not None
     response = api.patch(f"/api/events/{row[0]}", json={"status": "archived"},
-                         headers={"X-Tenant-ID": str(busy_tenant)})
+                         headers=as_tenant(busy_tenant))
     assert response.status_code == 200, response.text
     assert (response.json()["status"], response.json()["timezone"]) == ("archived", "CEST")

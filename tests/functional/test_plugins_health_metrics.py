@@ -14,6 +14,7 @@ from eventgate.engine.process import RunningEngine
 from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import LocalCluster
+from eventgate.pytest_plugin.fix_engine import AsTenant
 from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy
 
@@ -41,10 +42,10 @@ def test_health_reports_every_check_healthy(api: httpx.Client) -> None:
 
 
 @pytest.mark.green
-def test_metrics_agree_with_the_database(api: httpx.Client,
+def test_metrics_agree_with_the_database(api: httpx.Client, as_tenant: AsTenant,
                                          engine_conn: psycopg.Connection,
                                          busy_tenant: UUID) -> None:
-    api.get("/api/events", headers={"X-Tenant-ID": str(busy_tenant)})
+    api.get("/api/events", headers=as_tenant(busy_tenant))
     families = {f.name: f for f in text_string_to_metric_families(api.get("/metrics").text)}
     events = {s.labels["event_type"]: int(s.value) for s in
               families["eventgate_engine_events"].samples}
@@ -70,7 +71,7 @@ def test_a_broken_plugin_is_reported_and_never_takes_the_engine_down(
         report = httpx.get(f"{engine.url}/api/plugins").json()
         health = httpx.get(f"{engine.url}/health")
         listed = httpx.get(f"{engine.url}/api/events",
-                           headers={"X-Tenant-ID": str(busy_tenant)})
+                           headers=engine.as_tenant(busy_tenant))
     assert [e["plugin"] for e in report["errors"]] == ["broken"]
     assert "not installed (on purpose)" in report["errors"][0]["error"]
     assert health.status_code == 200

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from eventgate.engine.process import engine_process
+from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.gate.run import run_gate
 from eventgate.pg.databases import Database, Databases
 
@@ -39,12 +39,12 @@ def _legacy_writes(db: Database) -> None:
                      "(SELECT min(id) FROM wedding_sections)")
 
 
-def _engine_writes(api: httpx.Client, db: Database) -> None:
+def _engine_writes(api: httpx.Client, engine: RunningEngine, db: Database) -> None:
     with db.connect() as conn:
         tenant, first, last = conn.execute(
             "SELECT tenant_id, min(id), max(id) FROM events GROUP BY 1 "
             "ORDER BY count(*) DESC, 1 LIMIT 1").fetchone() or (None, None, None)
-    headers = {"X-Tenant-ID": str(tenant)}
+    headers = engine.as_tenant(tenant)
     created = api.post("/api/events", headers=headers, json={
         "event_type": "conference", "title": "Partner summit", "slug": "partner-summit",
         "start_date": "2027-03-01T09:00:00+01:00", "timezone": "Europe/Berlin"})
@@ -71,7 +71,7 @@ def test_writes_after_the_migration_gate_go_and_a_defect_among_them_no_go(
     try:
         with engine_process(db.dsn, workdir=tmp_path) as engine:
             with httpx.Client(base_url=engine.url, timeout=15) as api:
-                _engine_writes(api, db)
+                _engine_writes(api, engine, db)
             _legacy_writes(db)
             clean = run_gate(dsn=db.dsn, base_url=engine.url, bundle=None, scale=None,
                              reports=tmp_path / "clean", pytest_args=[],

@@ -90,7 +90,8 @@ def _deploy(tmp_path: Path, db: Database, blue: RunningEngine, green: RunningEng
     assert tenant is not None
     # Routed as traefik would: by the file the switch steps write (empty while rewritten).
     # 45 requests a second: enough to judge each 1 s interval, and well served by a busy machine.
-    with users(lambda: urls.get(route.read_text().strip()), str(tenant), 3, 15):
+    # Blue and green share their token keys, as the two colours of one deployment do.
+    with users(lambda: urls.get(route.read_text().strip()), blue.as_tenant(tenant), 3, 15):
         result = subprocess.run(["bash", str(SCRIPT)], env=env, cwd=tmp_path,
                                 capture_output=True, text=True, timeout=300)
     return result, tmp_path
@@ -102,7 +103,7 @@ def test_a_green_that_degrades_after_the_switch_is_switched_back_to_blue(
     env = {**FAULTS_ENV, "EVENTGATE_DEGRADE_AFTER": "150", "EVENTGATE_DEGRADE_MARK": str(mark)}
     with start_engine(engine_database.dsn) as blue, start_engine(
             engine_database.dsn, app_factory="engine_faults:degrades_after_requests",
-            env=env) as green, slack() as (hook, posted):
+            env=env, token_keys=blue.token_keys) as green, slack() as (hook, posted):
         result, work = _deploy(tmp_path, engine_database, blue, green, "60s",
                                          SLACK_WEBHOOK_URL=hook)
         green_after = httpx.get(f"{green.url}/health", timeout=10).status_code
@@ -133,7 +134,7 @@ def test_a_green_that_degrades_after_the_switch_is_switched_back_to_blue(
 def test_a_healthy_green_keeps_the_traffic_and_blue_is_stopped(
         start_engine: Start, engine_database: Database, tmp_path: Path) -> None:
     with start_engine(engine_database.dsn) as blue, start_engine(
-            engine_database.dsn) as green:
+            engine_database.dsn, token_keys=blue.token_keys) as green:
         result, work = _deploy(tmp_path, engine_database, blue, green, "5s")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out

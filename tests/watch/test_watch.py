@@ -35,7 +35,8 @@ Start = Callable[..., AbstractContextManager[RunningEngine]]
 @contextmanager
 def traffic(engine: RunningEngine, tenant: UUID, users_count: int = 2,
             per_second: float = 30) -> Iterator[list[int]]:
-    with users(lambda: engine.url, str(tenant), users_count, per_second) as statuses:
+    with users(lambda: engine.url, engine.as_tenant(tenant), users_count,
+               per_second) as statuses:
         yield statuses
 
 

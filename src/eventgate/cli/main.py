@@ -53,6 +53,7 @@ VERBS = (
     Verb("cluster", "cluster", "cmd_cluster", "configure_cluster"),
     Verb("gate", "gate", "cmd_gate", "configure_gate"),
     Verb("serve", "serve", "cmd_serve", "configure_serve"),
+    Verb("token", "token", "cmd_token", "configure_token"),
     Verb("watch", "watch", "cmd_watch", "configure_watch"),
     Verb("report", "report", "cmd_report", "configure_report"),
     Verb("selftest", "selftest", "cmd_selftest", "configure_selftest"),

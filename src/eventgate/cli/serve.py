@@ -35,22 +35,36 @@ def _port(text: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the reference Event Management Engine (events API, plugins, /health, /metrics)
     against a migrated database (--dsn, EVENTGATE_DSN or DATABASE_URL, as the guide's compose
-    files give it); the admin token enables POST /api/plugins/reload."""
+    files give it), as a role held to the tables' row-level security (a member of the bundle's
+    engine role, not their owner); tenants authenticate with tokens signed by
+    EVENTGATE_TOKEN_KEYS (eventgate token); the admin token enables POST
+    /api/plugins/reload."""
     # Imported here: the web stack is heavy and only this verb needs it.
     import uvicorn
 
+    from eventgate.cli.token import keys_from_environment
     from eventgate.engine.app import EngineSettings, create_app
+    from eventgate.errors import ConfigError
 
     dsn = require_dsn(args)
+    try:
+        keys = keys_from_environment()
+        credentials = f"tenant tokens signed by key {', '.join(keys.ids)}"
+    except ConfigError as exc:
+        if "no token keys" not in str(exc):
+            raise
+        keys, credentials = None, ("[yellow]no EVENTGATE_TOKEN_KEYS: every tenant request is "
+                                   "refused (401); `eventgate token --new-key` makes a key[/]")
     settings = EngineSettings(dsn=dsn, admin_token=args.admin_token
                               or os.environ.get("EVENTGATE_ADMIN_TOKEN"),
-                              final_migration=given_bundle(args).final_migration)
+                              final_migration=given_bundle(args).final_migration,
+                              token_keys=keys)
     factory = create_app
     if args.app_factory:
         # A wrapped engine (e.g. one with a defect injected, for the sabotage proofs).
         module, _, name = args.app_factory.partition(":")
         factory = getattr(importlib.import_module(module), name)
     console.print(f"serving the engine on http://{args.host}:{args.port} against "
-                  f"{dsn_mod.describe(dsn)}", soft_wrap=True)
+                  f"{dsn_mod.describe(dsn)}; {credentials}", soft_wrap=True)
     uvicorn.run(factory(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

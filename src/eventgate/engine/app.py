@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from eventgate import __version__
 from eventgate.engine import middleware
+from eventgate.engine.identity import TokenKeys, Verifier
 from eventgate.engine.observability import EngineMetrics
 from eventgate.engine.plugins import PluginRegistry
 from eventgate.engine.routes import ROUTERS
@@ -31,6 +32,8 @@ class EngineSettings:
     # /health says "complete" once the ledger has this version: the bundle's final_migration.
     final_migration: int
     admin_token: str | None = None
+    # None: no tenant credential is accepted (every tenant route answers 401).
+    token_keys: TokenKeys | None = field(default=None, repr=False)
     pool_min: int = 1
     pool_max: int = 10
 
@@ -68,6 +71,7 @@ def create_app(settings: EngineSettings) -> FastAPI:
     app.state.plugins = plugins
     app.state.metrics = EngineMetrics(pool, plugins)
     app.state.validator = EventValidator(plugins)
+    app.state.verifier = Verifier(settings.token_keys)
     middleware.install(app)
     for router in ROUTERS:
         app.include_router(router)

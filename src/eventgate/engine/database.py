@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from uuid import UUID
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from eventgate.engine.problems import ProblemError
+from eventgate.engine.store import TENANT_SETTING
 
 POOL_WAIT_S = 5  # how long a request waits for a free pooled connection
 
@@ -41,6 +43,17 @@ def database(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
         raise ProblemError(409, "Conflict", _db_detail(exc)) from exc
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
         raise ProblemError(422, "Rejected by the database", _db_detail(exc)) from exc
+
+
+@contextlib.contextmanager
+def tenant_database(pool: ConnectionPool, tenant: UUID) -> Iterator[psycopg.Connection]:
+    """A pooled connection in one transaction that names `tenant` in the setting the tables'
+    row-level security reads (SET LOCAL: it ends with the transaction, so the next request on
+    this connection starts with no tenant). Every tenant's data goes through here, so a query
+    that forgets its own tenant filter still sees this tenant's rows only."""
+    with database(pool) as conn, conn.transaction():
+        conn.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, str(tenant)))
+        yield conn
 
 
 def _db_detail(exc: psycopg.Error) -> str:

@@ -26,9 +26,11 @@ class ProblemError(Exception):
     """Raised by handlers; rendered as problem+json with the given status."""
 
     def __init__(self, status: int, title: str, detail: str,
-                 errors: list[str] | None = None) -> None:
+                 errors: list[str] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.problem = Problem(title=title, status=status, detail=detail, errors=errors or [])
+        self.headers = dict(headers or {})
 
 
 def problem_response(problem: Problem,
@@ -49,7 +51,7 @@ def _location(error: dict[str, Any]) -> str:
 
 async def on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.problem)
+    return problem_response(exc.problem, exc.headers)
 
 
 async def on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 
+from eventgate.engine.identity import KEYS_ENV, TokenKeys, issue
 from eventgate.errors import EventgateError
 
 READY_TIMEOUT_S = 30.0
@@ -23,8 +25,18 @@ READY_TIMEOUT_S = 30.0
 @dataclass(frozen=True)
 class RunningEngine:
     url: str
-    admin_token: str | None
+    admin_token: str | None = field(repr=False)
     log: Path | None = None
+    # The keys it verifies tenant tokens with, when this process started it (None: an engine
+    # running elsewhere, whose credentials come from the gate's settings).
+    token_keys: TokenKeys | None = field(default=None, repr=False)
+
+    def as_tenant(self, tenant: UUID | str) -> dict[str, str]:
+        """Headers that authenticate as `tenant` to an engine started here."""
+        if self.token_keys is None:
+            raise EventgateError("this engine was not started here: its tenant tokens come "
+                                 "from the gate's credential settings")
+        return {"Authorization": f"Bearer {issue(self.token_keys, UUID(str(tenant)))}"}
 
 
 def _free_port() -> int:
@@ -50,13 +62,16 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path)
 @contextlib.contextmanager
 def engine_process(dsn: str, *, workdir: Path, admin_token: str | None = None,
                    app_factory: str | None = None,
-                   env: dict[str, str] | None = None) -> Iterator[RunningEngine]:
-    """`eventgate serve` in a child process; stopped (SIGTERM, then SIGKILL) on exit."""
+                   env: dict[str, str] | None = None,
+                   token_keys: TokenKeys | None = None) -> Iterator[RunningEngine]:
+    """`eventgate serve` in a child process; stopped (SIGTERM, then SIGKILL) on exit. It
+    verifies tenant tokens with `token_keys` (a new key when none is given)."""
+    keys = token_keys or TokenKeys.generate()
     port = _free_port()
     command = [sys.executable, "-m", "eventgate.cli", "serve", "--port", str(port)]
     if app_factory:
         command += ["--app-factory", app_factory]
-    child_env = {**os.environ, **(env or {}), "EVENTGATE_DSN": dsn}
+    child_env = {**os.environ, KEYS_ENV: keys.text(), **(env or {}), "EVENTGATE_DSN": dsn}
     if admin_token:
         child_env["EVENTGATE_ADMIN_TOKEN"] = admin_token
     log = workdir / f"engine-{port}.log"
@@ -65,7 +80,7 @@ def engine_process(dsn: str, *, workdir: Path, admin_token: str | None = None,
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
     try:
         _wait_until_answering(url, process, log)
-        yield RunningEngine(url, admin_token, log)
+        yield RunningEngine(url, admin_token, log, keys)
     finally:
         process.terminate()
         try:

@@ -16,6 +16,8 @@ from psycopg.types.json import Jsonb
 EVENT_COLUMNS = ("id", "tenant_id", "event_type", "title", "slug", "start_date", "end_date",
                  "timezone", "venue_name", "venue_address", "status", "metadata", "created_at",
                  "updated_at")
+# The per-transaction setting the tables' row-level security policies read (bundle 007).
+TENANT_SETTING = "eventgate.tenant_id"
 SELECT_EVENT = sql.SQL("SELECT {} FROM events").format(
     sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS)))
 
@@ -160,8 +162,17 @@ def known_timezones(conn: psycopg.Connection) -> frozenset[str]:
 
 
 def event_counts(conn: psycopg.Connection) -> dict[str, int]:
-    return {r[0]: int(r[1]) for r in conn.execute(
-        "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall()}
+    """Events of every tenant by type. The engine's role sees one tenant at a time, so the
+    count is the schema's own (a function acting as the owner); a schema without it is
+    counted directly."""
+    try:
+        with conn.transaction():
+            rows = conn.execute("SELECT event_type, events FROM event_counts_by_type()"
+                                ).fetchall()
+    except psycopg.errors.UndefinedFunction:
+        rows = conn.execute("SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 1"
+                            ).fetchall()
+    return {r[0]: int(r[1]) for r in rows}
 
 
 def migration_complete(conn: psycopg.Connection, version: int) -> bool:

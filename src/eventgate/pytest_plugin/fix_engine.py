@@ -1,8 +1,9 @@
 """The engine's fixtures: the engine under test (the reference engine started against a private
 migrated copy, or --base-url), an HTTP client whose exchanges go into the Allure results, a
 read-only session on the engine's database to hold the API to what it stores, the tenants the
-API gates ask as, and start_engine for a test that needs an engine of its own. They build on
-eventgate.pytest_plugin.fix_db's server and templates."""
+API gates ask as with the credentials that authenticate them, and start_engine for a test that
+needs an engine of its own. They build on eventgate.pytest_plugin.fix_db's server and
+templates."""
 
 from __future__ import annotations
 
@@ -18,13 +19,20 @@ import httpx
 import psycopg
 import pytest
 
+from eventgate.bundle import load_bundle
+from eventgate.credentials import NoCredential, TenantCredentials, read_tokens_file
 from eventgate.engine import store
+from eventgate.engine.identity import KEYS_ENV, TokenKeys
 from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.pg.databases import Database, Databases
+from eventgate.pg.roles import engine_login_dsn
 from eventgate.pg.server import Server
 from eventgate.pytest_plugin.proof import not_proven
 from eventgate.pytest_plugin.settings import Settings
 from eventgate.reports.attachments import HttpExchanges
+
+# A test's `as_tenant` fixture: the headers that authenticate a request as that tenant.
+AsTenant = Callable[[UUID], dict[str, str]]
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +61,42 @@ def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
                             os.environ.get("EVENTGATE_ADMIN_TOKEN"))
         return
     db: Database = request.getfixturevalue("engine_database")
-    with engine_process(db.dsn, workdir=tmp_path_factory.mktemp("engine"),
+    # As a member of the bundle's engine role, under the tables' row-level security, the way
+    # a deployed engine runs; as the suite's own role where the bundle declares no such role.
+    security = load_bundle(eventgate_settings.bundle).expectations.row_security
+    dsn = engine_login_dsn(db.dsn, security.engine_role) if security else db.dsn
+    with engine_process(dsn, workdir=tmp_path_factory.mktemp("engine"),
                         admin_token=secrets.token_urlsafe(16),
                         app_factory=eventgate_settings.engine_factory) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def tenant_credentials(eventgate_settings: Settings, engine: RunningEngine) -> TenantCredentials:
+    """How the gates authenticate as a tenant: with the keys of the engine the suite started,
+    or, for --base-url, the engine's keys (EVENTGATE_TOKEN_KEYS), a tokens file
+    (--tenant-tokens) or a command printing tokens (--tenant-token-command)."""
+    if engine.token_keys is not None:
+        return TenantCredentials(eventgate_settings.auth_header, keys=engine.token_keys)
+    keys = os.environ.get(KEYS_ENV)
+    tokens = eventgate_settings.tenant_tokens
+    return TenantCredentials(eventgate_settings.auth_header,
+                             keys=TokenKeys.parse(keys) if keys else None,
+                             tokens=read_tokens_file(tokens) if tokens else {},
+                             command=eventgate_settings.tenant_token_command)
+
+
+@pytest.fixture
+def as_tenant(tenant_credentials: TenantCredentials) -> AsTenant:
+    """The headers that authenticate a request as a tenant; *not proven* when the gate was
+    given no way to authenticate (the engine refuses anonymous requests, so nothing could be
+    proven about its tenants' data)."""
+    def headers(tenant: UUID) -> dict[str, str]:
+        try:
+            return tenant_credentials.headers(tenant)
+        except NoCredential as exc:
+            not_proven(str(exc))
+    return headers
 
 
 @pytest.fixture

@@ -128,7 +128,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per mapped table, view or required index, named after it, read from the
     bundle so that a team's own bundle gets its own tests."""
     wanted = {"table_mapping", "view_mapping", "index_expectation", "reference",
-              "same_value_rule", "unique_rule", "query_budget"} & set(metafunc.fixturenames)
+              "same_value_rule", "unique_rule", "query_budget",
+              "guarded_table"} & set(metafunc.fixturenames)
     if not wanted:
         return
     try:
@@ -157,6 +158,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "unique_rule" in wanted:
         metafunc.parametrize("unique_rule", expected.unique,
                              ids=[f"{r.table}({','.join(r.columns)})" for r in expected.unique])
+    if "guarded_table" in wanted:
+        guarded = [t.name for t in expected.row_security.tables] if expected.row_security else []
+        metafunc.parametrize("guarded_table", guarded, ids=guarded)
 
 
 EXTERNAL_SKIP = ("not a green test: it writes, or needs a database or engine the suite owns; "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,16 @@ OPTIONS = (
     Option("eventgate_engine_factory", "--engine-factory", "EVENTGATE_ENGINE_FACTORY",
            "MODULE:FUNCTION serving the engines the suite starts (default: the reference "
            "engine); used to prove the gates catch a broken engine"),
+    Option("eventgate_tenant_tokens", "--tenant-tokens", "EVENTGATE_TENANT_TOKENS",
+           "a TOML file of the tokens the engine gates authenticate with, one per tenant: "
+           "\"<tenant uuid>\" = \"<token>\" (or EVENTGATE_TOKEN_KEYS, the engine's keys, to "
+           "mint them; or --tenant-token-command)"),
+    Option("eventgate_tenant_token_command", "--tenant-token-command",
+           "EVENTGATE_TENANT_TOKEN_COMMAND",
+           "a command printing a tenant's token, {tenant} replaced by its UUID, e.g. "
+           "'vault read -field=token secret/engine/{tenant}'"),
+    Option("eventgate_auth_header", "--auth-header", "EVENTGATE_AUTH_HEADER",
+           "the header a token is sent in, {token} replaced", "Authorization: Bearer {token}"),
     Option("eventgate_reports", "--reports-dir", "EVENTGATE_REPORTS",
            "directory for check results as JSON (checks/) and, unless --alluredir is given, "
            "Allure results (allure-results/)", "reports"),
@@ -96,6 +106,9 @@ class Settings:
     require_proof: bool = False
     seed: int | None = None  # None only in a Settings built by hand
     profile: str | None = None
+    tenant_tokens: Path | None = None
+    tenant_token_command: str | None = field(default=None, repr=False)
+    auth_header: str = "Authorization: Bearer {token}"
 
     @property
     def external(self) -> bool:
@@ -179,4 +192,8 @@ def settings_from(config: pytest.Config) -> Settings:
         require_proof=_resolve_flag(config, REQUIRE_PROOF),
         seed=session_seed(config),
         profile=_profile(config),
+        tenant_tokens=(Path(values["eventgate_tenant_tokens"])
+                       if values["eventgate_tenant_tokens"] else None),
+        tenant_token_command=values["eventgate_tenant_token_command"],
+        auth_header=values["eventgate_auth_header"] or "Authorization: Bearer {token}",
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime
 
 from eventgate.engine import models, store
-from eventgate.engine.database import database
+from eventgate.engine.database import tenant_database
 from eventgate.engine.deps import EventId, Pool, Tenant, Validator
 from eventgate.engine.problems import ProblemError, documented
 
@@ -23,7 +23,7 @@ def _not_found(event_id: int) -> ProblemError:
 
 
 @router.get("/api/events", response_model=models.EventPage,
-            responses=documented(400, 403, 422, 503))
+            responses=documented(400, 401, 403, 422, 503))
 def list_events(tenant: Tenant, pool: Pool,
                 event_type: Annotated[models.Text | None,
                                       Query(alias="type", max_length=40)] = None,
@@ -34,7 +34,7 @@ def list_events(tenant: Tenant, pool: Pool,
                 cursor: Annotated[str | None, Query(max_length=64)] = None,
                 ) -> dict[str, Any]:
     """Events of the tenant, oldest id first, a page at a time (follow next_cursor)."""
-    with database(pool) as conn:
+    with tenant_database(pool, tenant) as conn:
         known = {t["code"] for t in store.event_types(conn)}
         if event_type is not None and event_type not in known:
             raise ProblemError(400, "Unknown event type",
@@ -58,10 +58,10 @@ def list_events(tenant: Tenant, pool: Pool,
 
 
 @router.get("/api/events/{event_id}", response_model=models.EventDetail,
-            responses=documented(400, 403, 404, 422, 503))
+            responses=documented(400, 401, 403, 404, 422, 503))
 def get_event(tenant: Tenant, pool: Pool, event_id: EventId) -> dict[str, Any]:
     """One event with its participants and sections."""
-    with database(pool) as conn:
+    with tenant_database(pool, tenant) as conn:
         event = store.get_event(conn, tenant, event_id)
         if event is None:
             raise _not_found(event_id)
@@ -70,12 +70,12 @@ def get_event(tenant: Tenant, pool: Pool, event_id: EventId) -> dict[str, Any]:
 
 
 @router.post("/api/events", response_model=models.Event, status_code=201,
-             responses=documented(400, 403, 409, 413, 422, 503))
+             responses=documented(400, 401, 403, 409, 413, 422, 503))
 def create_event(tenant: Tenant, pool: Pool, validator: Validator, body: models.EventCreate,
                  response: Response) -> dict[str, Any]:
     """Create an event; its metadata is validated by its event type's plugin."""
     values = body.model_dump()
-    with database(pool) as conn, conn.transaction():
+    with tenant_database(pool, tenant) as conn:
         validator.check(conn, values, body.event_type, set(values))
         event = store.insert_event(conn, tenant, values)
     response.headers["Location"] = f"/api/events/{event['id']}"
@@ -83,12 +83,12 @@ def create_event(tenant: Tenant, pool: Pool, validator: Validator, body: models.
 
 
 @router.patch("/api/events/{event_id}", response_model=models.Event,
-              responses=documented(400, 403, 404, 409, 413, 422, 503))
+              responses=documented(400, 401, 403, 404, 409, 413, 422, 503))
 def update_event(tenant: Tenant, pool: Pool, validator: Validator, event_id: EventId,
                  body: models.EventPatch) -> dict[str, Any]:
     """Change some fields of an event; the result is validated as a whole."""
     changes = body.model_dump(exclude_unset=True)
-    with database(pool) as conn, conn.transaction():
+    with tenant_database(pool, tenant) as conn:
         current = store.get_event(conn, tenant, event_id)
         if current is None:
             raise _not_found(event_id)
@@ -105,10 +105,10 @@ def update_event(tenant: Tenant, pool: Pool, validator: Validator, event_id: Eve
 
 
 @router.delete("/api/events/{event_id}", status_code=204,
-               responses=documented(400, 403, 404, 422, 503))
+               responses=documented(400, 401, 403, 404, 422, 503))
 def delete_event(tenant: Tenant, pool: Pool, event_id: EventId) -> Response:
     """Delete an event with its participants and sections."""
-    with database(pool) as conn:
+    with tenant_database(pool, tenant) as conn:
         if not store.delete_event(conn, tenant, event_id):
             raise _not_found(event_id)
     return Response(status_code=204)

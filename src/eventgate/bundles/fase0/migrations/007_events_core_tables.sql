@@ -53,3 +53,77 @@ CREATE TABLE event_sections (
     is_visible     boolean      NOT NULL DEFAULT true,
     metadata       jsonb        NOT NULL DEFAULT '{}'::jsonb
 );
+
+-- Row-level security: the database's own wall between tenants, behind the engine's filters.
+-- A transaction sees the rows of the tenant its eventgate.tenant_id setting names, which the
+-- engine sets (SET LOCAL) from the verified credential of each request; a transaction that
+-- names no tenant sees none. FORCE puts the owner under the policies too, so that the owner's
+-- own policy below is the only way past them, and says when it applies.
+-- The setting is read once per statement (a scalar subquery), so an index on tenant_id serves
+-- it, and NULLIF because a custom setting once set in a session reads '' after its transaction.
+ALTER TABLE events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE events FORCE ROW LEVEL SECURITY;
+ALTER TABLE event_participants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE event_participants FORCE ROW LEVEL SECURITY;
+ALTER TABLE event_sections ENABLE ROW LEVEL SECURITY;
+ALTER TABLE event_sections FORCE ROW LEVEL SECURITY;
+
+CREATE POLICY events_tenant_isolation ON events
+    USING (tenant_id = (SELECT NULLIF(current_setting('eventgate.tenant_id', true), '')::uuid))
+    WITH CHECK (tenant_id = (SELECT NULLIF(current_setting('eventgate.tenant_id', true),
+                                           '')::uuid));
+CREATE POLICY event_participants_tenant_isolation ON event_participants
+    USING (tenant_id = (SELECT NULLIF(current_setting('eventgate.tenant_id', true), '')::uuid))
+    WITH CHECK (tenant_id = (SELECT NULLIF(current_setting('eventgate.tenant_id', true),
+                                           '')::uuid));
+-- Sections carry no tenant: a section is the tenant's when its event is (read under the events
+-- policy as well).
+CREATE POLICY event_sections_tenant_isolation ON event_sections
+    USING (EXISTS (SELECT 1 FROM events e WHERE e.id = event_sections.event_id
+                      AND e.tenant_id = (SELECT NULLIF(current_setting('eventgate.tenant_id',
+                                                                       true), '')::uuid)))
+    WITH CHECK (EXISTS (SELECT 1 FROM events e WHERE e.id = event_sections.event_id
+                           AND e.tenant_id = (SELECT NULLIF(
+                               current_setting('eventgate.tenant_id', true), '')::uuid)));
+
+-- The owner (the role running this migration) sees every tenant while its transaction names
+-- none: the migration's copy and verification, the rollbacks, the gates' reads, and the old
+-- application, whose compatibility views (009) and write triggers act as the owner. Once a
+-- transaction names a tenant, the owner is held to it like anyone else: the engine's reads
+-- through those views stay inside its tenant.
+CREATE POLICY events_owner_unscoped ON events TO CURRENT_USER
+    USING ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL))
+    WITH CHECK ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL));
+CREATE POLICY event_participants_owner_unscoped ON event_participants TO CURRENT_USER
+    USING ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL))
+    WITH CHECK ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL));
+CREATE POLICY event_sections_owner_unscoped ON event_sections TO CURRENT_USER
+    USING ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL))
+    WITH CHECK ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL));
+
+-- The engine's role: not the owner, no BYPASSRLS, so the policies hold for it. A NOLOGIN group
+-- the engine's login role is made a member of (GRANT event_engine TO <login>); created here
+-- when the migration's role may create roles, else a DBA creates it first (roles belong to the
+-- cluster, so a rollback leaves it).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'event_engine') THEN
+        CREATE ROLE event_engine NOLOGIN NOSUPERUSER NOBYPASSRLS;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- another database of the cluster created it at the same moment
+END
+$$;
+GRANT SELECT ON tenants, event_types TO event_engine;
+GRANT SELECT, INSERT, UPDATE, DELETE ON events, event_participants, event_sections
+    TO event_engine;
+
+-- The engine's metrics count events of every tenant by type, and the engine's role sees one
+-- tenant at a time: this count acts as the owner, in a transaction that names no tenant.
+CREATE FUNCTION event_counts_by_type() RETURNS TABLE (event_type varchar, events bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+    SET eventgate.tenant_id = '' AS $$
+    SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION event_counts_by_type() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION event_counts_by_type() TO event_engine;

@@ -281,3 +281,8 @@ CREATE TRIGGER wedding_invitations_write INSTEAD OF INSERT OR UPDATE OR DELETE
 CREATE TRIGGER wedding_sections_write INSTEAD OF INSERT OR UPDATE OR DELETE
     ON wedding_compat.wedding_sections
     FOR EACH ROW EXECUTE FUNCTION wedding_compat.wedding_sections_write();
+
+-- The engine serves the old front end's read path from these views. They act as their owner,
+-- which the tenant policies (007) hold to the tenant the engine's transaction names.
+GRANT SELECT ON wedding_compat.wedding_events, wedding_compat.wedding_invitations,
+    wedding_compat.wedding_sections TO event_engine;

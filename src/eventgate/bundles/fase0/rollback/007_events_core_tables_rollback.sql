@@ -17,6 +17,9 @@ BEGIN
     END IF;
 END
 $$;
+DROP FUNCTION event_counts_by_type();
+-- event_engine stays: a role belongs to the cluster, and other databases may use it.
+REVOKE SELECT ON tenants FROM event_engine;
 DROP TABLE event_sections;
 DROP TABLE event_participants;
 DROP TABLE events;
