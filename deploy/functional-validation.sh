@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The deployment guide's functional validation, over eventgate, in the guide's order:
-#   1. GET /api/events                  with the tenant header: the engine is multi-tenant, and
-#                                       the guide's bare `curl` gets 400 (no X-Tenant-ID), so
-#                                       the check must name a tenant; one is drawn from the
-#                                       database (the tenant with the most events) unless
-#                                       TENANT_ID says which
+#   1. GET /api/events                  as a tenant: the engine is multi-tenant and wants a
+#                                       tenant's signed token (the guide's bare `curl` gets
+#                                       401), so the check names a tenant, drawn from the
+#                                       database (the one with the most events) unless
+#                                       TENANT_ID says which, and authenticates with
+#                                       TENANT_TOKEN or a token minted with the engine's
+#                                       EVENTGATE_TOKEN_KEYS (eventgate token)
 #   2. GET /api/events?type=wedding     the same, for the migrated weddings; it must list some
 #   3-5. npm run test:database, test:plugins, test:compatibility
 #                                       eventgate gate against the same database and engine,
@@ -15,8 +17,9 @@
 #                                       verdict.json
 #
 # Environment: as pre-migration-check.sh; BASE_URL (default http://localhost:3000, the guide's),
-# TENANT_ID (default: drawn from the database with psql and the DB_* settings), REPORTS_DIR
-# (default reports).
+# TENANT_ID (default: drawn from the database with psql and the DB_* settings), TENANT_TOKEN or
+# EVENTGATE_TOKEN_KEYS (the gate then mints every tenant's token; with TENANT_TOKEN alone it has
+# that tenant's only), REPORTS_DIR (default reports). Tokens never reach a command line.
 # Exit codes: 0 passed; 1 a check failed (named); 2 bad configuration.
 set -euo pipefail
 SCRIPT_NAME=functional-validation
@@ -34,12 +37,26 @@ if [[ -z "${TENANT_ID:-}" ]]; then
         || fail 2 "could not read a tenant from $DB_NAME on ${DB_HOST:-localhost}:${DB_PORT:-5432}"
     [[ -n "$TENANT_ID" ]] || fail 1 "the events table has no event: nothing to validate the API with"
 fi
+if [[ -z "${TENANT_TOKEN:-}" ]]; then
+    [[ -n "${EVENTGATE_TOKEN_KEYS:-}${EVENTGATE_TOKEN_KEYS_FILE:-}" ]] \
+        || fail 2 "set TENANT_TOKEN (a token of tenant $TENANT_ID) or EVENTGATE_TOKEN_KEYS (the engine's keys; eventgate token --help)"
+    TENANT_TOKEN=$("${eventgate[@]}" token --tenant "$TENANT_ID" --ttl 30m --subject functional-validation) \
+        || fail 2 "could not make a token for tenant $TENANT_ID with EVENTGATE_TOKEN_KEYS"
+fi
+if [[ -z "${EVENTGATE_TOKEN_KEYS:-}${EVENTGATE_TOKEN_KEYS_FILE:-}${EVENTGATE_TENANT_TOKENS:-}${EVENTGATE_TENANT_TOKEN_COMMAND:-}" ]]; then
+    # The gate gets the one token it has been given, in a file only this user can read.
+    tokens_file=$(mktemp)
+    trap 'rm -f "$tokens_file"' EXIT
+    printf '"%s" = "%s"\n' "$TENANT_ID" "$TENANT_TOKEN" > "$tokens_file"
+    export EVENTGATE_TENANT_TOKENS="$tokens_file"
+fi
 say "tenant $TENANT_ID, engine $BASE_URL"
 
 get() {
-    # $1: path; prints the body, fails naming the status.
+    # $1: path; prints the body, fails naming the status. The token goes to curl on stdin.
     local body status
-    body=$(curl -sS --max-time 15 -H "X-Tenant-ID: $TENANT_ID" -w '\n%{http_code}' "$BASE_URL$1") \
+    body=$(printf 'Authorization: Bearer %s\n' "$TENANT_TOKEN" \
+           | curl -sS --max-time 15 -H @- -w '\n%{http_code}' "$BASE_URL$1") \
         || fail 1 "GET $1: the engine at $BASE_URL does not answer"
     status=${body##*$'\n'}
     body=${body%$'\n'*}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventgate.bundle import Bundle
+from eventgate.engine.identity import KEYS_ENV
 from eventgate.engine.process import engine_process
 from eventgate.gate.run import run_gate
 from eventgate.migrate.runner import Runner
@@ -54,8 +55,11 @@ def _alter_one_migrated_guest(db: Database) -> int:
 
 
 def test_each_profile_gates_go_clean_and_no_go_after_one_defect(
-        profiled_db: Database, tmp_path: Path) -> None:
+        profiled_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with engine_process(profiled_db.dsn, workdir=tmp_path) as engine:
+        # The gate authenticates as each tenant with tokens it signs with the engine's keys.
+        assert engine.token_keys is not None
+        monkeypatch.setenv(KEYS_ENV, engine.token_keys.text())
         clean = run_gate(dsn=profiled_db.dsn, base_url=engine.url, bundle=None, scale=None,
                          reports=tmp_path / "clean", pytest_args=[],
                          log=tmp_path / "clean.log")

@@ -8,7 +8,7 @@ import pytest
 
 from eventgate.bundle import Bundle
 from eventgate.bundle_security import RowSecurity
-from eventgate.checks.row_security import engine_role_held, table_guarded
+from eventgate.checks.row_security import engine_role_held, table_guarded, tenant_view
 from eventgate.pytest_plugin.proof import hold
 
 pytestmark = [pytest.mark.integrity, pytest.mark.green]
@@ -26,9 +26,17 @@ def test_the_engines_role_cannot_bypass_row_level_security(
     hold(record_check(engine_role_held(target_conn, _security(bundle))))
 
 
-def test_each_tenant_table_shows_the_engine_its_tenants_rows_only(
+def test_each_tenant_table_has_row_level_security_enabled_and_forced(
         target_conn: psycopg.Connection, bundle: Bundle, record_check,  # type: ignore[no-untyped-def]
         guarded_table: str) -> None:
     security = _security(bundle)
     table = next(t for t in security.tables if t.name == guarded_table)
     hold(record_check(table_guarded(target_conn, security, table)))
+
+
+def test_each_tenant_table_shows_the_engine_its_tenants_rows_only(
+        target_conn: psycopg.Connection, bundle: Bundle, record_check,  # type: ignore[no-untyped-def]
+        guarded_table: str) -> None:
+    security = _security(bundle)
+    table = next(t for t in security.tables if t.name == guarded_table)
+    hold(record_check(tenant_view(target_conn, security, table)))

@@ -17,6 +17,7 @@ import pytest
 from eventgate.bundle import Bundle
 from eventgate.engine.process import RunningEngine
 from eventgate.pg.databases import Database
+from eventgate.pytest_plugin.fix_engine import AsTenant
 
 pytestmark = [pytest.mark.destructive, pytest.mark.functional]
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,11 +37,13 @@ def _suite(name: str) -> ModuleType:
 def broken_api(start_engine: Callable[..., Any],
                engine_database: Database) -> Callable[[str], Any]:
     @contextlib.contextmanager
-    def serve(fault: str) -> Iterator[httpx.Client]:
+    def serve(fault: str) -> Iterator[tuple[httpx.Client, AsTenant]]:
+        # As the suite's superuser, past row-level security: these prove the HTTP gates on
+        # their own, as on an engine whose database has no such wall.
         with start_engine(engine_database.dsn, app_factory=f"engine_faults:{fault}",
                           env=FAULTS_ENV) as engine, httpx.Client(base_url=engine.url,
                                                                   timeout=15) as client:
-            yield client
+            yield client, engine.as_tenant
     return serve
 
 
@@ -52,9 +55,9 @@ def test_the_filter_gate_catches_a_500_on_one_filter(
                                "'published' LIMIT 1", (busy_tenant,)).fetchone()
     if rare is None:
         pytest.skip("the busy tenant has only published events; the fault needs another")
-    with broken_api("list_fails_on_rare_status") as api, pytest.raises(
+    with broken_api("list_fails_on_rare_status") as (api, as_tenant), pytest.raises(
             AssertionError, match=r'\{"error":"internal"\}\nassert 500 == 200'):
-        gate(api=api, engine_conn=engine_conn, busy_tenant=busy_tenant,
+        gate(api=api, as_tenant=as_tenant, engine_conn=engine_conn, busy_tenant=busy_tenant,
              kind="status-least-common")
 
 
@@ -65,7 +68,7 @@ def test_the_openapi_gate_catches_a_response_that_breaks_the_schema(
     with start_engine(engine_database.dsn,
                       app_factory="engine_faults:event_types_break_their_schema",
                       env=FAULTS_ENV) as engine, pytest.raises(AssertionError) as red:
-        gate(engine=engine, busy_tenant=busy_tenant)
+        gate(engine=engine, busy_tenant=busy_tenant, as_tenant=engine.as_tenant)
     assert "GET /api/event-types" in str(red.value)
     assert "Response violates schema" in str(red.value)
     assert '"code" is a required property' in str(red.value)
@@ -75,16 +78,17 @@ def test_the_isolation_gate_catches_a_forgotten_tenant_filter(
         broken_api: Callable[[str], Any], engine_conn: psycopg.Connection, busy_tenant: UUID,
         intruder: UUID) -> None:
     gate = _suite("test_events_read").test_another_tenants_event_is_not_found
-    with broken_api("tenant_blind_event_reads") as api, pytest.raises(
+    with broken_api("tenant_blind_event_reads") as (api, as_tenant), pytest.raises(
             AssertionError, match=r"assert 200 in \(403, 404\)"):
-        gate(api=api, engine_conn=engine_conn, busy_tenant=busy_tenant, intruder=intruder)
+        gate(api=api, as_tenant=as_tenant, engine_conn=engine_conn, busy_tenant=busy_tenant,
+             intruder=intruder)
 
 
 def test_the_plugin_gate_catches_a_plugin_that_failed_to_load(
         broken_api: Callable[[str], Any]) -> None:
     suite = _suite("test_plugins_health_metrics")
     gate = suite.test_the_built_in_plugins_are_loaded_without_errors
-    with broken_api("without_wedding_plugin") as api, pytest.raises(
+    with broken_api("without_wedding_plugin") as (api, _), pytest.raises(
             AssertionError, match="Right contains one more item: 'wedding'"):
         gate(api=api)
 
@@ -93,9 +97,9 @@ def test_the_metrics_gate_catches_a_count_off_by_one(
         broken_api: Callable[[str], Any], engine_conn: psycopg.Connection,
         busy_tenant: UUID) -> None:
     gate = _suite("test_plugins_health_metrics").test_metrics_agree_with_the_database
-    with broken_api("metrics_off_by_one") as api, pytest.raises(
+    with broken_api("metrics_off_by_one") as (api, as_tenant), pytest.raises(
             AssertionError, match="wedding"):
-        gate(api=api, engine_conn=engine_conn, busy_tenant=busy_tenant)
+        gate(api=api, as_tenant=as_tenant, engine_conn=engine_conn, busy_tenant=busy_tenant)
 
 
 def test_the_health_gate_catches_health_that_ignores_the_database(

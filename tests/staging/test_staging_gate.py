@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -39,7 +40,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -49,10 +50,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from eventgate.bundle import load_bundle
+from eventgate.engine.identity import KEYS_ENV
 from eventgate.engine.process import engine_process
 from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import SUPERUSER, LocalCluster
+from eventgate.pg.roles import ENGINE_LOGIN
 from eventgate.pytest_plugin.fix_db import session_plan
 from eventgate.pytest_plugin.settings import Settings
 from eventgate.seed.load import build_legacy
@@ -124,6 +127,9 @@ class Staging:
     password: str
     port: int
     engine_url: str
+    # The settings that give the gate its tenant credentials (the engine's keys, or a file of
+    # tokens), as its environment holds them.
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
 
     def owner(self) -> psycopg.Connection:
         return psycopg.connect(self.dsn, autocommit=True, application_name="staging owner")
@@ -274,6 +280,26 @@ def measured(staging: Staging, *, engine_too: bool = True) -> Iterator[list[Coun
         readings.append(counters(conn))
 
 
+def engine_login(owner_dsn: str, port: int) -> str:
+    """A password login for the engine, a member of the bundle's engine role and nothing else,
+    as a deployment gives its engine: held to the tables' row-level security."""
+    security = load_bundle().expectations.row_security
+    assert security is not None
+    password = secrets.token_urlsafe(16)
+    dbname = psycopg.conninfo.conninfo_to_dict(owner_dsn)["dbname"]
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                              (ENGINE_LOGIN,)).fetchone()
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}" if exists else
+                             "CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(ENGINE_LOGIN), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(security.engine_role),
+                                                      sql.Identifier(ENGINE_LOGIN)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(str(dbname)), sql.Identifier(ENGINE_LOGIN)))
+    return f"postgresql://{ENGINE_LOGIN}:{password}@127.0.0.1:{port}/{dbname}"
+
+
 def _child_env(**extra: str) -> dict[str, str]:
     """This environment without the outer run's eventgate and pytest settings (an xdist
     worker's name, PYTEST_ADDOPTS, a --dsn given to the outer run): the gate must see only
@@ -356,6 +382,7 @@ def staging(tmp_path_factory: pytest.TempPathFactory,
             # staging gate must say go on data nobody chose for it, and --seed replays it.
             build_legacy(conn, bundle, session_plan(eventgate_settings))
             Runner(conn, bundle).execute()
+            engine_dsn = engine_login(dsn, cluster.port)
             # What autovacuum would have done by now on a real staging; then autovacuum stays
             # off, because its ANALYZE writes pg_statistic and would count as a write here.
             conn.execute("VACUUM ANALYZE")
@@ -365,10 +392,12 @@ def staging(tmp_path_factory: pytest.TempPathFactory,
             assert not WATCHED - watched, f"not watched: {WATCHED - watched}"
             _prove_the_watch_fires(conn)
 
-        engine = stack.enter_context(engine_process(dsn, workdir=workdir))
+        engine = stack.enter_context(engine_process(engine_dsn, workdir=workdir))
         _wait_for_health(engine.url)
         print(f"staging built, migrated and served in {time.monotonic() - started:.1f} s")
-        staged = Staging(dsn, cluster.password, cluster.port, engine.url)
+        assert engine.token_keys is not None
+        staged = Staging(dsn, cluster.password, cluster.port, engine.url,
+                         {KEYS_ENV: engine.token_keys.text()})
         with staged.owner() as conn:
             at_start = _writes_since(conn, 0)
         assert at_start == [], f"the engine wrote while starting: {at_start}"
@@ -425,7 +454,8 @@ def _switch(staging: Staging, tmp_path: Path, **env: str) -> tuple[Run, Path, se
         # The watch after the switch, short: tests/watch holds it to a degrading green.
         "WATCH_DURATION": "2s", "WATCH_INTERVAL": "0.5s",
         "SWITCH_BACK_CMD": f"touch {marks / 'switched-back'}", **env}
-    result = run(["bash", str(SWITCH_SCRIPT)], env=_child_env(**settings), cwd=tmp_path)
+    result = run(["bash", str(SWITCH_SCRIPT)], env=_child_env(**staging.credentials, **settings),
+                 cwd=tmp_path)
     return result, reports, {p.name for p in marks.iterdir()}
 
 
@@ -440,7 +470,7 @@ def test_the_gate_says_go_on_clean_staging_and_writes_nothing(
     with measured(staging) as readings:
         gate = run([sys.executable, "-m", "eventgate.cli", "gate", "--dsn", staging.dsn,
                     "--base-url", staging.engine_url, "--reports", str(reports)],
-                   env=_child_env(), cwd=tmp_path)
+                   env=_child_env(**staging.credentials), cwd=tmp_path)
     print(f"gate run on clean staging: {gate.seconds:.1f} s")
     assert gate.returncode == 0, gate.tail()
 

@@ -163,8 +163,10 @@ def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path
 
     # 3. Functional validation against a running engine, as deployed.
     with engine_process(guide.dsn, workdir=tmp_path) as engine:
+        assert engine.token_keys is not None
         out = ok(guide.run("functional-validation.sh", BASE_URL=engine.url,
-                           REPORTS_DIR=str(tmp_path / "reports")))
+                           REPORTS_DIR=str(tmp_path / "reports"),
+                           EVENTGATE_TOKEN_KEYS=engine.token_keys.text()))
         assert "functional validation passed" in out
         verdict = json.loads((tmp_path / "reports" / "verdict.json").read_text())
         assert verdict["verdict"] == "go" and DBNAME in verdict["target"], verdict

@@ -18,7 +18,11 @@ SCHEMA_QUERIES = {name: query.replace("{TEMP}", TEMP) for name, query in {
          ORDER BY 1""",
     "relations": """
         SELECT n.nspname, c.relname, c.relkind, c.relpersistence, pg_get_userbyid(c.relowner),
-               c.relacl::text, c.relrowsecurity
+               -- no ACL is the owner's default one: a GRANT and its REVOKE leave the default
+               -- spelled out, which is the same privileges
+               coalesce(c.relacl, acldefault(
+                   CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))::text,
+               c.relrowsecurity
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP}
          ORDER BY 1, 2""",

@@ -4,7 +4,7 @@ A credential is a JWT (RFC 7519) signed with HS256 by one of the engine's token 
 its tenant in the `tenant` claim. A client cannot forge one: the tenant comes from the verified
 claims only, never from a header the client writes. Keys are `id:secret` pairs
 (EVENTGATE_TOKEN_KEYS, comma-separated): the first signs (`eventgate token`), every one
-verifies, picked by the token's `kid`, so keys rotate without a flag day (docs/credentials.md).
+verifies, picked by the token's `kid`, so keys rotate without a flag day (docs/tenant-isolation.md).
 
 Everything here is decided before the database is asked anything, so a refused credential
 costs the same whether or not its tenant exists."""

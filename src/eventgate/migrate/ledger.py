@@ -30,10 +30,6 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.{TABLE} (
 ALTER TABLE {SCHEMA}.{TABLE}
     ADD COLUMN IF NOT EXISTS rollback_sha256 char(64),
     ADD COLUMN IF NOT EXISTS schema_before   jsonb;
--- Which migrations ran is no secret: every role may read it (the engine's /health does, as a
--- role that owns nothing). Only the runner writes it.
-GRANT USAGE ON SCHEMA {SCHEMA} TO PUBLIC;
-GRANT SELECT ON {SCHEMA}.{TABLE} TO PUBLIC;
 COMMENT ON COLUMN {SCHEMA}.{TABLE}.schema_before IS
     'the catalog as it was before this migration: its rollback must give exactly this back';
 """

@@ -162,6 +162,27 @@ def problem(access: Access) -> str | None:
     return f"{message}\ngrant it with: {fix}"
 
 
+def row_security_problem(conn: psycopg.Connection, bundle: Bundle) -> str | None:
+    """The gates read every tenant's rows. A role held to the tables' row-level security (not
+    their owner, no BYPASSRLS) would see none and report every row missing: say so first."""
+    security = bundle.expectations.row_security
+    if security is None:
+        return None
+    held = [name for (name,) in conn.execute(
+        "SELECT t.name FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, n) JOIN pg_class c "
+        "ON c.oid = to_regclass(t.name) WHERE row_security_active(c.oid) "
+        "AND NOT pg_has_role(session_user, c.relowner, 'USAGE') ORDER BY t.n",
+        ([t.name for t in security.tables],)).fetchall()]
+    if not held:
+        return None
+    row = conn.execute("SELECT quote_ident(session_user)").fetchone()
+    role = str(row[0]) if row else "the gate's role"
+    return (f"the gate's role '{role}' is held to row-level security on {', '.join(held)}: "
+            "it would see no tenant's rows there and report every row missing. The gates "
+            "read all tenants; give the role BYPASSRLS (a superuser can): "
+            f"ALTER ROLE {role} BYPASSRLS;")
+
+
 def require_read_access(dsn: str, bundle: Bundle, *, statement_timeout_ms: int = 60_000) -> None:
     """Raise ReadAccessError naming what the DSN's role may not read, and the GRANT; the
     session is read-only and gives up after the statement timeout."""
@@ -170,7 +191,8 @@ def require_read_access(dsn: str, bundle: Bundle, *, statement_timeout_ms: int =
     try:
         with psycopg.connect(dsn, autocommit=True, application_name="eventgate green gate",
                              options=options) as conn:
-            found = problem(inspect(conn, relations_read(bundle)))
+            found = problem(inspect(conn, relations_read(bundle))) or row_security_problem(
+                conn, bundle)
     except psycopg.Error as exc:
         raise EventgateError(f"could not check what the gate's role may read in "
                              f"{dsn_mod.describe(dsn)}: {dsn_mod.redact(str(exc)).strip()}"

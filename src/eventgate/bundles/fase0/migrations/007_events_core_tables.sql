@@ -114,9 +114,20 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;  -- another database of the cluster created it at the same moment
 END
 $$;
+GRANT USAGE ON SCHEMA public TO event_engine;
 GRANT SELECT ON tenants, event_types TO event_engine;
 GRANT SELECT, INSERT, UPDATE, DELETE ON events, event_participants, event_sections
     TO event_engine;
+-- The engine's /health reads which migrations ran from eventgate's ledger, when eventgate ran
+-- them.
+DO $$
+BEGIN
+    IF to_regclass('eventgate_ledger.migration_ledger') IS NOT NULL THEN
+        GRANT USAGE ON SCHEMA eventgate_ledger TO event_engine;
+        GRANT SELECT ON eventgate_ledger.migration_ledger TO event_engine;
+    END IF;
+END
+$$;
 
 -- The engine's metrics count events of every tenant by type, and the engine's role sees one
 -- tenant at a time: this count acts as the owner, in a transaction that names no tenant.

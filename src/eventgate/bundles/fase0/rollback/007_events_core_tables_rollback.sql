@@ -19,7 +19,16 @@ END
 $$;
 DROP FUNCTION event_counts_by_type();
 -- event_engine stays: a role belongs to the cluster, and other databases may use it.
-REVOKE SELECT ON tenants FROM event_engine;
+REVOKE SELECT ON tenants, event_types FROM event_engine;
+REVOKE USAGE ON SCHEMA public FROM event_engine;
+DO $$
+BEGIN
+    IF to_regclass('eventgate_ledger.migration_ledger') IS NOT NULL THEN
+        REVOKE SELECT ON eventgate_ledger.migration_ledger FROM event_engine;
+        REVOKE USAGE ON SCHEMA eventgate_ledger FROM event_engine;
+    END IF;
+END
+$$;
 DROP TABLE event_sections;
 DROP TABLE event_participants;
 DROP TABLE events;
