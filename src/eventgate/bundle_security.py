@@ -9,7 +9,7 @@ from typing import Any
 
 from eventgate.errors import BundleError
 
-KEYS = {"setting", "engine_role", "tables", "why"}
+KEYS = {"setting", "engine_role", "tables", "views", "why"}
 TABLE_KEYS = {"name", "tenant_column", "via"}
 
 
@@ -38,6 +38,7 @@ class RowSecurity:
     engine_role: str  # the role the engine's login is a member of, held to the policies
     tables: tuple[GuardedTable, ...]
     why: str = ""
+    views: tuple[str, ...] = ()  # views over them, which must not act as a role past the wall
 
 
 def read_row_security(spec: object) -> RowSecurity | None:
@@ -52,7 +53,8 @@ def read_row_security(spec: object) -> RowSecurity | None:
                           f"{', '.join(sorted(unknown))}; it takes {', '.join(sorted(KEYS))}")
     return RowSecurity(str(spec["setting"]), str(spec["engine_role"]),
                        tuple(_table(t) for t in spec["tables"]),
-                       " ".join(str(spec.get("why", "")).split()))
+                       " ".join(str(spec.get("why", "")).split()),
+                       tuple(str(v) for v in spec.get("views", ())))
 
 
 def _table(spec: Any) -> GuardedTable:

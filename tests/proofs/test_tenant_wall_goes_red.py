@@ -123,6 +123,19 @@ def test_an_engine_login_that_may_bypass_row_level_security_is_caught(
     assert f"login {login}, a member of {security.engine_role}, has BYPASSRLS" in result.summary
 
 
+def test_a_view_owned_by_a_superuser_is_caught(migrated_db: Database,
+                                               security: RowSecurity) -> None:
+    with migrated_db.connect() as conn:
+        owner = conn.execute("SELECT current_user").fetchone()
+        assert owner is not None
+        conn.execute(sql.SQL("ALTER VIEW wedding_invitations OWNER TO {}").format(
+            sql.Identifier(owner[0])))
+        result = engine_role_held(conn, security)
+    assert not result.passed
+    assert (f"view wedding_invitations acts as its owner {owner[0]}, who is a superuser"
+            in result.summary), result.explain()
+
+
 def test_an_engine_that_trusts_unsigned_claims_is_caught(
         as_engine: Callable[..., Any], tenants: tuple[Victim, UUID]) -> None:
     target, other = tenants

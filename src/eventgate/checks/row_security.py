@@ -45,6 +45,14 @@ SELECT r.rolname, r.rolsuper, r.rolbypassrls FROM pg_roles r JOIN members USING 
 """
 
 
+_VIEW_OWNERS = """
+SELECT v.name, r.rolname, r.rolsuper, r.rolbypassrls
+  FROM unnest(%s::text[]) WITH ORDINALITY AS v(name, n)
+  JOIN pg_class c ON c.oid = to_regclass(v.name) JOIN pg_roles r ON r.oid = c.relowner
+ ORDER BY v.n
+"""
+
+
 def _role(conn: psycopg.Connection, name: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s",
                        (name,)).fetchone()
@@ -53,7 +61,8 @@ def _role(conn: psycopg.Connection, name: str) -> dict[str, Any] | None:
 
 def engine_role_held(conn: psycopg.Connection, security: RowSecurity) -> CheckResult:
     """The engine's role exists, is no superuser, has no BYPASSRLS, and neither it nor a login
-    role that is a member of it (the engine logs in as one) escapes the policies so."""
+    role that is a member of it (the engine logs in as one) escapes the policies so; nor do the
+    views over the tables, which act as their owner."""
     role = security.engine_role
     found = _role(conn, role)
     if found is None:
@@ -66,13 +75,18 @@ def engine_role_held(conn: psycopg.Connection, security: RowSecurity) -> CheckRe
     escapes += [f"login {name}, a member of {role}, " + ("is a superuser" if sup else
                                                           "has BYPASSRLS")
                 for name, sup, bypass in members if sup or bypass]
+    escapes += [f"view {view} acts as its owner {owner}, who " + (
+        "is a superuser" if sup else "has BYPASSRLS") + ": reading it bypasses the policies"
+        for view, owner, sup, bypass in conn.execute(_VIEW_OWNERS, (list(security.views),))
+        if sup or bypass]
     escapes = [e for e in escapes if e]
     if escapes:
         return CheckResult(ROLE_CHECK, role, False, f"the engine's role escapes row-level "
                            f"security: {'; '.join(escapes)}", details=tuple(escapes),
                            sql=_LOGIN_MEMBERS.replace("%s", f"'{role}'"))
     return CheckResult(ROLE_CHECK, role, True, f"{role}: no superuser, no BYPASSRLS, nor any "
-                       f"of its {len(members)} login member(s)",
+                       f"of its {len(members)} login member(s), nor the owner of "
+                       f"{len(security.views)} view(s) over the tables",
                        data={"login_members": [m[0] for m in members]})
 
 

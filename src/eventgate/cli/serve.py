@@ -32,6 +32,27 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _row_security_warning(dsn: str) -> str | None:
+    """Whether the engine's login escapes the tenant tables' row-level security (a superuser,
+    BYPASSRLS, or the owner of an unforced table): then only the engine's own filters keep
+    tenants apart. A database that does not answer yet is the engine's /health's business."""
+    import psycopg
+
+    from eventgate.engine import store
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            login = store.escapes_row_security(conn)
+    except psycopg.Error:
+        return None
+    if login is None:
+        return None
+    return (f"the engine logs in as {login}, which row-level security does not hold (a "
+            "superuser, BYPASSRLS or the tables' owner): a query that forgets its tenant "
+            "filter would read every tenant; log in as a member of event_engine "
+            "(docs/tenant-isolation.md)")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the reference Event Management Engine (events API, plugins, /health, /metrics)
     against a migrated database (--dsn, EVENTGATE_DSN or DATABASE_URL, as the guide's compose
@@ -66,5 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         factory = getattr(importlib.import_module(module), name)
     console.print(f"serving the engine on http://{args.host}:{args.port} against "
                   f"{dsn_mod.describe(dsn)}; {credentials}", soft_wrap=True)
+    warning = _row_security_warning(dsn)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     uvicorn.run(factory(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

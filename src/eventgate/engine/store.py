@@ -37,6 +37,14 @@ def decode_cursor(cursor: str) -> int | None:
     return number if kind == "id" and 0 <= number < 2**63 else None
 
 
+def escapes_row_security(conn: psycopg.Connection) -> str | None:
+    """The session's login when the events table's row-level security does not hold it (a
+    superuser, BYPASSRLS, or the owner of an unforced table), else None."""
+    row = conn.execute("SELECT session_user, to_regclass('events') IS NOT NULL AND NOT "
+                       "row_security_active('events')").fetchone()
+    return str(row[0]) if row and row[1] else None
+
+
 def tenant_exists(conn: psycopg.Connection, tenant: UUID) -> bool:
     return conn.execute("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = %s)",
                         (tenant,)).fetchone() == (True,)

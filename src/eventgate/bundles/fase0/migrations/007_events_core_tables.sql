@@ -54,11 +54,43 @@ CREATE TABLE event_sections (
     metadata       jsonb        NOT NULL DEFAULT '{}'::jsonb
 );
 
+-- The engine's role: not the owner, no BYPASSRLS, so the policies hold for it. A NOLOGIN group
+-- the engine's login role is made a member of (GRANT event_engine TO <login>). And the owner of
+-- the compatibility views (009): a role that is not a superuser, so that row-level security is
+-- applied when they are read (a superuser's views bypass it). Both are created here when the
+-- migration's role may create roles, else a DBA creates them first; roles belong to the
+-- cluster, so a rollback leaves them.
+DO $$
+DECLARE
+    wanted text;
+BEGIN
+    FOREACH wanted IN ARRAY ARRAY['event_engine', 'wedding_compat_views'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = wanted) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOBYPASSRLS', wanted);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- another database of the cluster created it at the same moment
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Whether the current statement may see every tenant (the policies above read it once per
+-- statement): no tenant named, and the current role not a direct member of event_engine.
+CREATE FUNCTION tenant_unscoped() RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
+    SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_auth_members m
+                        WHERE m.roleid = 'event_engine'::regrole
+                          AND m.member = current_user::regrole)
+$$;
+
 -- Row-level security: the database's own wall between tenants, behind the engine's filters.
 -- A transaction sees the rows of the tenant its eventgate.tenant_id setting names, which the
 -- engine sets (SET LOCAL) from the verified credential of each request; a transaction that
--- names no tenant sees none. FORCE puts the owner under the policies too, so that the owner's
--- own policy below is the only way past them, and says when it applies.
+-- names no tenant sees none. FORCE puts the owner under the policies too, so that the unscoped
+-- policy below is the only way past them, and says when it applies.
 -- The setting is read once per statement (a scalar subquery), so an index on tenant_id serves
 -- it, and NULLIF because a custom setting once set in a session reads '' after its transaction.
 ALTER TABLE events ENABLE ROW LEVEL SECURITY;
@@ -86,38 +118,35 @@ CREATE POLICY event_sections_tenant_isolation ON event_sections
                            AND e.tenant_id = (SELECT NULLIF(
                                current_setting('eventgate.tenant_id', true), '')::uuid)));
 
--- The owner (the role running this migration) sees every tenant while its transaction names
--- none: the migration's copy and verification, the rollbacks, the gates' reads, and the old
--- application, whose compatibility views (009) and write triggers act as the owner. Once a
--- transaction names a tenant, the owner is held to it like anyone else: the engine's reads
--- through those views stay inside its tenant.
-CREATE POLICY events_owner_unscoped ON events TO CURRENT_USER
-    USING ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL))
-    WITH CHECK ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL));
-CREATE POLICY event_participants_owner_unscoped ON event_participants TO CURRENT_USER
-    USING ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL))
-    WITH CHECK ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL));
-CREATE POLICY event_sections_owner_unscoped ON event_sections TO CURRENT_USER
-    USING ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL))
-    WITH CHECK ((SELECT NULLIF(current_setting('eventgate.tenant_id', true), '') IS NULL));
+-- Sessions that name no tenant and are not the engine see every tenant, as before row-level
+-- security: the role running this migration (its copy and verification, the rollbacks, the
+-- gates' reads when it runs them) and, through the compatibility views (009), which act as
+-- their owner wedding_compat_views, the old application, whose write triggers act as this
+-- migration's role. Once a transaction names a tenant, or the session's current role is a
+-- member of event_engine, only the tenant policy applies: the engine reading the views stays
+-- inside its tenant, and sees nothing when it names none. (A superuser bypasses every policy:
+-- PostgreSQL's rule.)
+CREATE POLICY events_unscoped ON events TO CURRENT_USER, wedding_compat_views
+    USING ((SELECT tenant_unscoped()))
+    WITH CHECK ((SELECT tenant_unscoped()));
+CREATE POLICY event_participants_unscoped ON event_participants
+    TO CURRENT_USER, wedding_compat_views
+    USING ((SELECT tenant_unscoped()))
+    WITH CHECK ((SELECT tenant_unscoped()));
+CREATE POLICY event_sections_unscoped ON event_sections TO CURRENT_USER, wedding_compat_views
+    USING ((SELECT tenant_unscoped()))
+    WITH CHECK ((SELECT tenant_unscoped()));
 
--- The engine's role: not the owner, no BYPASSRLS, so the policies hold for it. A NOLOGIN group
--- the engine's login role is made a member of (GRANT event_engine TO <login>); created here
--- when the migration's role may create roles, else a DBA creates it first (roles belong to the
--- cluster, so a rollback leaves it).
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'event_engine') THEN
-        CREATE ROLE event_engine NOLOGIN NOSUPERUSER NOBYPASSRLS;
-    END IF;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;  -- another database of the cluster created it at the same moment
-END
-$$;
 GRANT USAGE ON SCHEMA public TO event_engine;
 GRANT SELECT ON tenants, event_types TO event_engine;
 GRANT SELECT, INSERT, UPDATE, DELETE ON events, event_participants, event_sections
     TO event_engine;
+-- The views' owner reads the tables; UPDATE only because LOCK TABLE on a view locks its
+-- tables as the view's owner, and any mode above ACCESS SHARE (the migration's verification
+-- takes SHARE) asks for UPDATE, DELETE or TRUNCATE. It has no login, and writes through the
+-- views go through their triggers, which act as the migration's role.
+GRANT USAGE ON SCHEMA public TO wedding_compat_views;
+GRANT SELECT, UPDATE ON events, event_participants, event_sections TO wedding_compat_views;
 -- The engine's /health reads which migrations ran from eventgate's ledger, when eventgate ran
 -- them.
 DO $$

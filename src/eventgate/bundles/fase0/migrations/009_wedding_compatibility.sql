@@ -282,7 +282,19 @@ CREATE TRIGGER wedding_sections_write INSTEAD OF INSERT OR UPDATE OR DELETE
     ON wedding_compat.wedding_sections
     FOR EACH ROW EXECUTE FUNCTION wedding_compat.wedding_sections_write();
 
--- The engine serves the old front end's read path from these views. They act as their owner,
--- which the tenant policies (007) hold to the tenant the engine's transaction names.
+-- The views act as their owner when read. wedding_compat_views (007) is no superuser, so the
+-- tables' row-level security holds for them: the old application, naming no tenant, reads
+-- every tenant as before; the engine, which serves the old front end's read path from them,
+-- reads its own tenant's rows only. The migration's role joins it to hand the views over.
+DO $$
+BEGIN
+    IF NOT pg_has_role(current_user, 'wedding_compat_views', 'MEMBER') THEN
+        EXECUTE format('GRANT wedding_compat_views TO %I', current_user);
+    END IF;
+END
+$$;
+ALTER VIEW wedding_compat.wedding_events OWNER TO wedding_compat_views;
+ALTER VIEW wedding_compat.wedding_invitations OWNER TO wedding_compat_views;
+ALTER VIEW wedding_compat.wedding_sections OWNER TO wedding_compat_views;
 GRANT SELECT ON wedding_compat.wedding_events, wedding_compat.wedding_invitations,
     wedding_compat.wedding_sections TO event_engine;

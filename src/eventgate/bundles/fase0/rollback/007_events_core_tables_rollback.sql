@@ -20,7 +20,7 @@ $$;
 DROP FUNCTION event_counts_by_type();
 -- event_engine stays: a role belongs to the cluster, and other databases may use it.
 REVOKE SELECT ON tenants, event_types FROM event_engine;
-REVOKE USAGE ON SCHEMA public FROM event_engine;
+REVOKE USAGE ON SCHEMA public FROM event_engine, wedding_compat_views;
 DO $$
 BEGIN
     IF to_regclass('eventgate_ledger.migration_ledger') IS NOT NULL THEN
@@ -32,3 +32,4 @@ $$;
 DROP TABLE event_sections;
 DROP TABLE event_participants;
 DROP TABLE events;
+DROP FUNCTION tenant_unscoped();
