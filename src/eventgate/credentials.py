@@ -32,7 +32,7 @@ class TenantCredentials:
     header: str = DEFAULT_HEADER
     keys: TokenKeys | None = field(default=None, repr=False)
     tokens: dict[str, str] = field(default_factory=dict, repr=False)
-    command: str | None = None
+    command: str | None = field(default=None, repr=False)  # may carry a secret store's token
     _printed: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
