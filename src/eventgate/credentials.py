@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
 from eventgate.engine.identity import TokenKeys, issue
 from eventgate.errors import ConfigError
+from eventgate.settings_file import read_settings
 
 DEFAULT_HEADER = "Authorization: Bearer {token}"
 COMMAND_TIMEOUT_S = 30
@@ -98,12 +98,7 @@ class TenantCredentials:
 
 def read_tokens_file(path: Path) -> dict[str, str]:
     """A TOML file of "<tenant uuid>" = "<token>" lines."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--tenant-tokens: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--tenant-tokens: {path} is not TOML ({exc})") from None
+    data = read_settings(path, "the tenant tokens file (--tenant-tokens)")
     tokens: dict[str, str] = {}
     for tenant, token in data.items():
         try:

@@ -7,11 +7,16 @@ import psycopg
 import pytest
 
 from eventgate.bundle import Bundle
-from eventgate.bundle_security import RowSecurity
+from eventgate.bundle_security import GuardedTable, RowSecurity
 from eventgate.checks.row_security import engine_role_held, table_guarded, tenant_view
 from eventgate.pytest_plugin.proof import hold
 
 pytestmark = [pytest.mark.integrity, pytest.mark.green]
+
+
+def _guarded(bundle: Bundle, name: str) -> tuple[RowSecurity, GuardedTable]:
+    security = _security(bundle)
+    return security, next(t for t in security.tables if t.name == name)
 
 
 def _security(bundle: Bundle) -> RowSecurity:
@@ -29,14 +34,10 @@ def test_the_engines_role_cannot_bypass_row_level_security(
 def test_each_tenant_table_has_row_level_security_enabled_and_forced(
         target_conn: psycopg.Connection, bundle: Bundle, record_check,  # type: ignore[no-untyped-def]
         guarded_table: str) -> None:
-    security = _security(bundle)
-    table = next(t for t in security.tables if t.name == guarded_table)
-    hold(record_check(table_guarded(target_conn, security, table)))
+    hold(record_check(table_guarded(target_conn, *_guarded(bundle, guarded_table))))
 
 
 def test_each_tenant_table_shows_the_engine_its_tenants_rows_only(
         target_conn: psycopg.Connection, bundle: Bundle, record_check,  # type: ignore[no-untyped-def]
         guarded_table: str) -> None:
-    security = _security(bundle)
-    table = next(t for t in security.tables if t.name == guarded_table)
-    hold(record_check(tenant_view(target_conn, security, table)))
+    hold(record_check(tenant_view(target_conn, *_guarded(bundle, guarded_table))))

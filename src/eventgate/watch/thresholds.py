@@ -3,12 +3,12 @@ by flags. deploy/monitoring/alerts.yml fires on the same figures."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from eventgate.errors import ConfigError
+from eventgate.settings_file import read_settings
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,7 @@ NAMES = tuple(f.name for f in fields(Thresholds))
 def from_file(path: Path, base: Thresholds = Thresholds()) -> Thresholds:
     """`base` with what the file's [thresholds] table sets; an unknown key or a value that is
     not a number is refused, naming it."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read the thresholds file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data = read_settings(path, "the thresholds file")
     table = data.get("thresholds", data)
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [thresholds] must be a table")
