@@ -3,7 +3,10 @@ query run directly in PostgreSQL in the same run.
 
 Open loop: requests are sent on a fixed schedule whatever the answers do, and latency is taken
 from the scheduled send time, so a stalled engine shows as latency instead of hiding behind a
-slower request rate. Writes reports/benchmarks/engine_latency.json.
+slower request rate. The engine runs twice, as it is deployed (a login of the engine's role,
+held to row-level security, in a transaction naming its tenant) and as the superuser (which
+bypasses it), so the ratio says what the tenant wall costs. Writes
+reports/benchmarks/engine_latency.json.
 
     python benchmarks/engine_latency.py [--rate 100] [--seconds 10] [--weddings 5000]
 """
@@ -28,6 +31,7 @@ from eventgate.engine.process import engine_process
 from eventgate.migrate.runner import Runner
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import LocalCluster
+from eventgate.pg.roles import engine_login_dsn
 from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy
 
@@ -103,23 +107,38 @@ def main() -> None:
                                "LIMIT 1").fetchone()
         assert row is not None
         tenant = str(row[0])
-        with engine_process(dsn, workdir=Path(tempfile.mkdtemp())) as engine:
-            asyncio.run(open_loop(engine.url, engine.as_tenant(tenant), args.rate, 1.0))  # warm-up
-            api = asyncio.run(open_loop(engine.url, engine.as_tenant(tenant), args.rate,
-                                  args.seconds))
+        security = bundle.expectations.row_security
+        assert security is not None
+        runs = {}
+        for login, engine_dsn in (("event_engine", engine_login_dsn(dsn, security.engine_role)),
+                                  ("superuser", dsn)):
+            with engine_process(engine_dsn, workdir=Path(tempfile.mkdtemp())) as engine:
+                credential = engine.as_tenant(tenant)
+                asyncio.run(open_loop(engine.url, credential, args.rate, 1.0))  # warm-up
+                runs[login] = asyncio.run(open_loop(engine.url, credential, args.rate,
+                                                    args.seconds))
+        api = runs["event_engine"]
         db = direct(dsn, tenant, api["requests"])
     finally:
         cluster.stop()
+    bypass = runs["superuser"]
     result = {"cpus": os.cpu_count(), "weddings": args.weddings, "api": api, "database": db,
+              "api_without_row_security": bypass,
               "api_over_database_p50": api["p50_ms"] / db["p50_ms"],
-              "api_over_database_p95": api["p95_ms"] / db["p95_ms"]}
+              "api_over_database_p95": api["p95_ms"] / db["p95_ms"],
+              "row_security_over_bypass_p50": api["p50_ms"] / bypass["p50_ms"],
+              "row_security_over_bypass_p95": api["p95_ms"] / bypass["p95_ms"]}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"GET /api/events at {args.rate:g} req/s for {args.seconds:g} s: "
           f"p50 {api['p50_ms']:.1f} ms, p95 {api['p95_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms, "
           f"{api['achieved_rps']:.0f} req/s achieved, {api['errors']} errors\n"
           f"same query in PostgreSQL: p50 {db['p50_ms']:.2f} ms, p95 {db['p95_ms']:.2f} ms "
-          f"(API/DB p50 ratio {result['api_over_database_p50']:.1f})\nwrote {OUT}")
+          f"(API/DB p50 ratio {result['api_over_database_p50']:.1f})\n"
+          f"as the superuser, past row-level security: p50 {bypass['p50_ms']:.1f} ms, p95 "
+          f"{bypass['p95_ms']:.1f} ms (held/bypassing p50 "
+          f"{result['row_security_over_bypass_p50']:.2f}, p95 "
+          f"{result['row_security_over_bypass_p95']:.2f})\nwrote {OUT}")
 
 
 if __name__ == "__main__":

@@ -116,3 +116,14 @@ def test_the_health_gate_catches_health_that_ignores_the_database(
 
     with pytest.raises(AssertionError, match="assert 200 == 503"):
         gate(start_engine=lying_engine, bundle=bundle)
+
+
+def test_the_unauthenticated_run_catches_a_route_that_asks_for_no_credential(
+        start_engine: Callable[..., Any], engine_database: Database) -> None:
+    gate = _suite("test_openapi_contract")
+    run = gate.test_without_a_credential_every_operation_but_the_public_ones_is_refused
+    with start_engine(engine_database.dsn, app_factory="engine_faults:tenant_blind_event_reads",
+                      env=FAULTS_ENV) as engine, pytest.raises(AssertionError) as red:
+        run(engine=engine)
+    assert "GET /api/events/{event_id}" in str(red.value)
+    assert "without a credential" in str(red.value)
