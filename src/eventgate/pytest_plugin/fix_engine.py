@@ -62,9 +62,11 @@ def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
         return
     db: Database = request.getfixturevalue("engine_database")
     # As a member of the bundle's engine role, under the tables' row-level security, the way
-    # a deployed engine runs; as the suite's own role where the bundle declares no such role.
+    # a deployed engine runs, on a server the suite owns; on someone else's server (--dsn) no
+    # role is created, and the engine logs in as the DSN says.
     security = load_bundle(eventgate_settings.bundle).expectations.row_security
-    dsn = engine_login_dsn(db.dsn, security.engine_role) if security else db.dsn
+    owned = request.getfixturevalue("pg_server").owned
+    dsn = engine_login_dsn(db.dsn, security.engine_role) if security and owned else db.dsn
     with engine_process(dsn, workdir=tmp_path_factory.mktemp("engine"),
                         admin_token=secrets.token_urlsafe(16),
                         app_factory=eventgate_settings.engine_factory) as running:
