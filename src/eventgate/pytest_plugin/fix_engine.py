@@ -19,7 +19,6 @@ import httpx
 import psycopg
 import pytest
 
-from eventgate.bundle import load_bundle
 from eventgate.credentials import NoCredential, TenantCredentials, read_tokens_file
 from eventgate.engine import store
 from eventgate.engine.identity import KEYS_ENV, TokenKeys
@@ -64,7 +63,7 @@ def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
     # As a member of the bundle's engine role, under the tables' row-level security, the way
     # a deployed engine runs, on a server the suite owns; on someone else's server (--dsn) no
     # role is created, and the engine logs in as the DSN says.
-    security = load_bundle(eventgate_settings.bundle).expectations.row_security
+    security = request.getfixturevalue("bundle").expectations.row_security
     owned = request.getfixturevalue("pg_server").owned
     dsn = engine_login_dsn(db.dsn, security.engine_role) if security and owned else db.dsn
     with engine_process(dsn, workdir=tmp_path_factory.mktemp("engine"),
