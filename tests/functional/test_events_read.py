@@ -16,12 +16,23 @@ PROBLEM = "application/problem+json"
 pytestmark = [pytest.mark.functional, pytest.mark.green]
 
 
-def _all_pages(api: httpx.Client, as_tenant: AsTenant,
-               tenant: UUID, **params: Any) -> list[dict[str, Any]]:
+# Pages of 7 (a size no default lines up with) while that takes at most PAGES requests; a bigger
+# list gets bigger pages, up to the API's 200, so that paging through a tenant of 13,000 events
+# proves the same with 65 requests instead of 1,900.
+PAGES, MAX_LIMIT = 40, 200
+
+
+def _page_size(expected: int) -> int:
+    return min(MAX_LIMIT, max(7, -(-expected // PAGES)))
+
+
+def _all_pages(api: httpx.Client, as_tenant: AsTenant, tenant: UUID, expected: int,
+               **params: Any) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     cursor = None
+    limit = _page_size(expected)
     for _ in range(10_000):
-        query = {**params, "limit": 7, **({"cursor": cursor} if cursor else {})}
+        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
         response = api.get("/api/events", params=query, headers=as_tenant(tenant))
         assert response.status_code == 200, response.text
         body = response.json()
@@ -40,8 +51,9 @@ def _ids(conn: psycopg.Connection, where: str, params: tuple[Any, ...]) -> list[
 def test_the_event_list_pages_through_every_event_of_the_tenant_once(
         api: httpx.Client, as_tenant: AsTenant,
         engine_conn: psycopg.Connection, busy_tenant: UUID) -> None:
-    listed = [e["id"] for e in _all_pages(api, as_tenant, busy_tenant)]
-    assert listed == _ids(engine_conn, "tenant_id = %s", (busy_tenant,))
+    expected = _ids(engine_conn, "tenant_id = %s", (busy_tenant,))
+    listed = [e["id"] for e in _all_pages(api, as_tenant, busy_tenant, len(expected))]
+    assert listed == expected
 
 
 # Each filter's values come from the busy tenant's own events, never from one seed: a type and
@@ -107,7 +119,8 @@ def test_each_filter_returns_exactly_the_matching_events(
     expected = _ids(engine_conn, f"tenant_id = %s AND {where}", (busy_tenant, *args))
     if not expected:
         not_proven(f"no event of tenant {busy_tenant} matches {params}")
-    listed = [e["id"] for e in _all_pages(api, as_tenant, busy_tenant, **params)]
+    listed = [e["id"] for e in _all_pages(api, as_tenant, busy_tenant, len(expected),
+                                          **params)]
     assert listed == expected, f"filter {params}"
 
 

@@ -8,6 +8,7 @@ import pytest
 from eventgate.bundle import Bundle, load_bundle
 from eventgate.checks.counts import row_count_parity
 from eventgate.checks.indexes import required_index
+from eventgate.checks.key_ranges import Readers
 from eventgate.checks.lock_lint import lint_bundle
 from eventgate.checks.schema import mapping_covers_legacy, required_relations
 from eventgate.checks.views import view_matches_legacy
@@ -209,3 +210,34 @@ def test_lock_lint_refuses_a_waiver_without_a_reason(bundle_copy: Path) -> None:
     with pytest.raises(BundleError, match=r"\[\[lint.waivers\]\] #\d+ \(ban-drop-column\): "
                        "gives no reason"):
         load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("split_up", [False, True], ids=["one-query", "split"])
+@pytest.mark.parametrize(("shown_twice", "hidden"), [(5, None), (5, 9)],
+                         ids=["a-row-twice", "a-row-twice-another-hidden"])
+def test_view_check_counts_a_row_the_view_shows_twice_as_except_all_does(
+        migrated_db: Database, bundle: Bundle, shown_twice: int, hidden: int | None,
+        split_up: bool) -> None:
+    """A view that repeats a row has every row's equal partner on a join by the key: the joined
+    read must notice the repeated key and leave the counting to EXCEPT ALL."""
+    mapping = bundle.mapping["wedding_sections"]
+    readers = Readers(migrated_db.dsn, 2, split_from_rows=0) if split_up else None
+    with migrated_db.connect() as conn:
+        row = conn.execute("SELECT pg_get_viewdef('wedding_sections')").fetchone()
+        assert row is not None
+        body = row[0].rstrip().rstrip(";")
+        hide = f" WHERE id <> {hidden}" if hidden is not None else ""
+        conn.execute(f"CREATE OR REPLACE VIEW wedding_sections AS SELECT * FROM ({body}) v{hide}"
+                     f" UNION ALL SELECT * FROM ({body}) v WHERE id = {shown_twice}")
+        conn.execute("ANALYZE")
+        expected = [conn.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL "
+                                 f"SELECT * FROM {b}) d").fetchone()
+                    for a, b in (("wedding_sections_backup", "wedding_sections"),
+                                 ("wedding_sections", "wedding_sections_backup"))]
+        result = view_matches_legacy(conn, mapping, readers=readers)
+    lost, added = (int(n[0]) for n in expected if n)
+    assert (lost, added) == ((0, 1) if hidden is None else (1, 1))
+    assert not result.passed
+    assert (f"{lost} legacy rows missing or changed in the view, {added} view rows not in the "
+            "legacy table") in result.summary
+    assert f"only in view wedding_sections: ({shown_twice}," in result.explain()

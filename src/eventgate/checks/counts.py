@@ -43,27 +43,29 @@ def _target_query(mapping: TableMapping, changes: Changes,
         key=key, target=sql.Identifier(mapping.target), where=where_clause(conditions))
 
 
-def _count(conn: psycopg.Connection, query: sql.Composable) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM ({}) q").format(query)).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def _keys_only_in(conn: psycopg.Connection, left: sql.Composable, right: sql.Composable) -> list[
-        object]:
-    query = sql.SQL("SELECT k FROM (({}) EXCEPT ALL ({})) d(k) ORDER BY 1 LIMIT {}").format(
-        left, right, sql.Literal(SAMPLE))
-    return [r[0] for r in conn.execute(query).fetchall()]
+# Both sides' keys in one read of each: the keys grouped with how many rows each side holds,
+# which is EXCEPT ALL both ways and both counts at once (NULL keys group together, as EXCEPT
+# ALL treats them as equal). A key one side holds n more times is sampled n times, as EXCEPT
+# ALL returns it.
+TALLY_SQL = """WITH keys AS MATERIALIZED (
+  SELECT key, count(*) FILTER (WHERE legacy) AS l, count(*) FILTER (WHERE NOT legacy) AS t
+  FROM (SELECT q.*, true FROM ({legacy}) q UNION ALL SELECT q.*, false FROM ({target}) q)
+    AS s(key, legacy)
+  GROUP BY key)
+SELECT (SELECT coalesce(sum(l), 0) FROM keys), (SELECT coalesce(sum(t), 0) FROM keys),
+  ARRAY(SELECT key FROM keys, generate_series(1, l - t) WHERE l > t ORDER BY key LIMIT {n}),
+  ARRAY(SELECT key FROM keys, generate_series(1, t - l) WHERE t > l ORDER BY key LIMIT {n})"""
 
 
 def _tally(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
            key_range: KeyRange | None) -> tuple[int, int, list[object], list[object]]:
     """Both sides' rows in (a range of) the key, and the first keys only one side has."""
-    legacy = _legacy_query(mapping, changes, key_range)
-    target = _target_query(mapping, changes, key_range)
     # Equal counts can still hide a lost row and an invented one: the keys are compared too.
-    return (_count(conn, legacy), _count(conn, target), _keys_only_in(conn, legacy, target),
-            _keys_only_in(conn, target, legacy))
+    row = conn.execute(sql.SQL(TALLY_SQL).format(
+        legacy=_legacy_query(mapping, changes, key_range),
+        target=_target_query(mapping, changes, key_range), n=sql.Literal(SAMPLE))).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), list(row[2]), list(row[3])
 
 
 def _first(keys: list[object]) -> list[object]:

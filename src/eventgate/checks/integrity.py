@@ -19,11 +19,17 @@ Rows = list[tuple[object, ...]]
 
 
 def _sample(conn: psycopg.Connection, query: sql.Composable) -> tuple[int, Rows]:
-    """How many rows the query finds, and the first few: one run of it, not one to count and
-    one to show (at ten million rows each run is a full read)."""
-    found = conn.execute(sql.SQL("SELECT count(*) OVER (), q.* FROM ({}) q ORDER BY 2 "
-                                 "LIMIT {}").format(query, sql.Literal(SAMPLE))).fetchall()
-    return (int(found[0][0]) if found else 0), [tuple(r[1:]) for r in found]
+    """How many rows the query finds, and the first few. The count runs alone: a plain count
+    gets a parallel hash plan, where a count beside ORDER BY ... LIMIT led the planner to walk
+    the child's key with one index probe per row (at ten million rows 23 s instead of 2.5 s).
+    The sample is asked for only when there is something to show."""
+    counted = conn.execute(sql.SQL("SELECT count(*) FROM ({}) q").format(query)).fetchone()
+    total = int(counted[0]) if counted else 0
+    if not total:
+        return 0, []
+    found = conn.execute(sql.SQL("SELECT q.* FROM ({}) q ORDER BY 1 LIMIT {}").format(
+        query, sql.Literal(SAMPLE))).fetchall()
+    return total, [tuple(r) for r in found]
 
 
 def _empty(conn: psycopg.Connection, table: str, condition: str | None = None) -> bool:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from eventgate import dsn as dsn_mod
-from eventgate.checks.budgets import budget_statistics, plan_text
+from eventgate.checks.budget_report import budget_statistics, plan_text
 from eventgate.checks.result import CheckResult
 from eventgate.reports.redact import redact_header, redact_url, redact_value
 
