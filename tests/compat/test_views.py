@@ -36,6 +36,6 @@ def test_view_never_returns_null_where_the_legacy_table_forbade_it(
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_legacy_query_answers_identically(target_conn: psycopg.Connection, bundle: Bundle,
-                                          query: LegacyQuery) -> None:
+                                          query: LegacyQuery, target_readers: Readers) -> None:
     hold(same_results(target_conn, query, list(bundle.mapping.values()),
-                      bundle.expectations.change_log))
+                      bundle.expectations.change_log, readers=target_readers))

@@ -4,6 +4,7 @@ samples and figures, for rows missing, extra (below and above the legacy key's s
 and for a clean table; and rows written after the snapshot was taken are seen by neither."""
 
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from eventgate.bundle import Bundle
 from eventgate.checks.counts import row_count_parity
 from eventgate.checks.key_ranges import Readers, in_ranges, split
+from eventgate.checks.legacy_queries import load_queries, same_results
 from eventgate.checks.parity import content_parity
 from eventgate.checks.result import CheckResult
 from eventgate.checks.views import view_matches_legacy
@@ -89,3 +91,20 @@ def test_a_reader_that_fails_fails_the_caller(migrated_db: Database) -> None:
         with pytest.raises(psycopg.errors.DivisionByZero):
             in_ranges(conn, readers, split(1, 100, 4), work)
     assert started.is_set()
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["clean", "broken"])
+def test_legacy_queries_read_side_by_side_answer_as_one_session_does(
+        migrated_db: Database, bundle: Bundle, broken: bool) -> None:
+    queries = load_queries(Path(__file__).parents[2] / "fixtures" / "legacy_queries.toml")
+    mappings, log = list(bundle.mapping.values()), bundle.expectations.change_log
+    with migrated_db.connect() as conn:
+        if broken:
+            _break(conn)
+        failed = 0
+        for query in queries:
+            alone = same_results(conn, query, mappings, log)
+            beside = same_results(conn, query, mappings, log, readers=Readers(migrated_db.dsn, 2))
+            assert beside.to_json() == alone.to_json(), (alone.explain(), beside.explain())
+            failed += not alone.passed
+    assert (failed > 0) == broken

@@ -120,11 +120,22 @@ def in_ranges(conn: psycopg.Connection, readers: Readers, ranges: Sequence[KeyRa
     """`work` for every range, in reader sessions sharing `conn`'s snapshot (conn must be in a
     REPEATABLE READ transaction); the results in the order of `ranges`. The first error of
     any reader is raised here, after the others have stopped."""
+    def task(key_range: KeyRange) -> Callable[[psycopg.Connection], T]:
+        return lambda session: work(session, key_range)
+
+    return in_sessions(conn, readers, [task(r) for r in ranges])
+
+
+def in_sessions(conn: psycopg.Connection, readers: Readers,
+                tasks: Sequence[Callable[[psycopg.Connection], T]]) -> list[T]:
+    """Each task in one of the reader sessions sharing `conn`'s snapshot, as readers come free:
+    several independent reads of one check (the two sides of a comparison, a table's key
+    ranges) at once, with the answers a single session would give. Results in task order."""
     row = conn.execute("SELECT pg_export_snapshot()").fetchone()
     assert row is not None
     snapshot = str(row[0])
     todo: queue.Queue[int] = queue.Queue()
-    for index in range(len(ranges)):
+    for index in range(len(tasks)):
         todo.put(index)
     results: dict[int, T] = {}
     errors: list[BaseException] = []
@@ -141,20 +152,20 @@ def in_ranges(conn: psycopg.Connection, readers: Readers, ranges: Sequence[KeyRa
                         index = todo.get_nowait()
                     except queue.Empty:
                         break
-                    results[index] = work(session, ranges[index])
+                    results[index] = tasks[index](session)
                 session.rollback()
         except BaseException as exc:  # raised again in the caller's thread
             errors.append(exc)
 
     threads = [threading.Thread(target=reader, name=f"eventgate-reader-{n}", daemon=True)
-               for n in range(min(readers.count, len(ranges)))]
+               for n in range(min(readers.count, len(tasks)))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
-    return [results[i] for i in range(len(ranges))]
+    return [results[i] for i in range(len(tasks))]
 
 
 def ranges_for(conn: psycopg.Connection, readers: Readers | None, table: str,
