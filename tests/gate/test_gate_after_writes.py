@@ -59,9 +59,16 @@ def _engine_writes(api: httpx.Client, engine: RunningEngine, db: Database) -> No
 def _alter_one_migrated_guest(db: Database) -> None:
     with db.connect(autocommit=False) as conn:
         conn.execute("SET LOCAL session_replication_role = replica")
-        conn.execute("UPDATE event_participants SET email = upper(email) WHERE id = (SELECT id "
-                     "FROM event_participants WHERE email IS NOT NULL AND email <> upper(email) "
-                     "AND id IN (SELECT id FROM wedding_invitations_backup) ORDER BY id LIMIT 1)")
+        # A guest nobody wrote since the migration: one in the change record would be left out
+        # of parity, rightly, and the defect would not be one (the writes above may touch the
+        # lowest ids, depending on the seed).
+        altered = conn.execute(
+            "UPDATE event_participants SET email = upper(email) WHERE id = (SELECT id "
+            "FROM event_participants WHERE email IS NOT NULL AND email <> upper(email) "
+            "AND id IN (SELECT id FROM wedding_invitations_backup) AND id::text NOT IN "
+            "(SELECT row_key FROM wedding_compat.row_changes WHERE relation = "
+            "'event_participants') ORDER BY id LIMIT 1)").rowcount
+        assert altered == 1
         conn.commit()
 
 
