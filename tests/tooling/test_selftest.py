@@ -12,7 +12,7 @@ import pytest
 
 from eventgate.bundle import default_bundle_path, load_bundle
 from eventgate.gate.junit import FailedGate, SuiteTally
-from eventgate.gate.suites import SUITES
+from eventgate.gate.suites import ENGINE_SUITES, SUITES
 from eventgate.selftest import (
     CLEAN_VARIANT,
     README_BEGIN,
@@ -193,6 +193,30 @@ def test_the_readme_block_is_replaced_between_its_markers(tmp_path: Path) -> Non
         update_readme(readme, "x")
 
 
+def test_only_the_engine_suites_ever_start_the_engine() -> None:
+    # The selftest runs the other suites once for all the variants that change only the engine
+    # (eventgate.selftest.running.shares_clean_run): that holds only while no test in them
+    # starts an engine, through the fixture or by hand, or reads the engine factory.
+    others = [f"tests/{s}" for s in SUITES if s not in ENGINE_SUITES]
+    plan = subprocess.run([sys.executable, "-m", "pytest", "--setup-plan", "-q",
+                           "-p", "no:cacheprovider", "-p", "no:xdist", *others],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert re.search(r"SETUP +S migrated_template", plan.stdout), plan.stdout[-2000:]
+    assert not re.search(r"SETUP +[SMF] engine\b", plan.stdout), plan.stdout
+    by_hand = [str(path.relative_to(ROOT)) for suite in others
+               for path in sorted((ROOT / suite).rglob("*.py"))
+               if re.search(r"engine_process|engine_factory|ENGINE_FACTORY",
+                            path.read_text(encoding="utf-8"))]
+    assert by_hand == []
+    engine_suite = subprocess.run([sys.executable, "-m", "pytest", "--setup-plan", "-q",
+                                   "-p", "no:cacheprovider", "-p", "no:xdist",
+                                   *(f"tests/{s}" for s in ENGINE_SUITES)],
+                                  capture_output=True, text=True, cwd=ROOT, timeout=120)
+    # The control: the same search finds the engine where it is started.
+    assert re.search(r"SETUP +S engine\b", engine_suite.stdout), engine_suite.stdout[-2000:]
+
+
 # (c) and (d): real runs, each variant in its own child pytest with its own PostgreSQL.
 
 
@@ -219,12 +243,18 @@ def test_the_clean_bundle_stays_green_and_both_kinds_of_defect_are_caught(
     assert "guest_name" in json.dumps(truncated["first_failure"])
     metrics = rows["engine-metrics-off-by-one"]
     assert metrics["status"] == "caught" and metrics["cells"]["functional"]["state"] == "caught"
-    assert metrics["cells"]["integrity"]["state"] == "clean"
+    # Its database suites are the clean run's (same bundle and seed; they never start the
+    # engine), not a run of their own.
+    assert {s: metrics["cells"][s]["state"] for s in SUITES if s not in ENGINE_SUITES} == \
+        dict.fromkeys((s for s in SUITES if s not in ENGINE_SUITES), "as clean")
+    ran = json.loads((reports / "engine-metrics-off-by-one" / "verdict.json").read_text())
+    assert {s for s, tally in ran["suites"].items() if tally["passed"] + tally["failed"]} == \
+        set(ENGINE_SUITES)
     assert "test_plugins_health_metrics::test_metrics_agree_with_the_database" in [
         f["test"] for f in metrics["failures"]]
-    assert re.search(r"^\| `engine-metrics-off-by-one` \| metric off by one \| · \| · \| · \| "
-                     r"\*\*✓ \d+\*\* \| caught \|$", markdown_file.read_text(encoding="utf-8"),
-                     re.MULTILINE)
+    assert re.search(r"^\| `engine-metrics-off-by-one` \| metric off by one \| = clean \| "
+                     r"= clean \| = clean \| \*\*✓ \d+\*\* \| caught \|$",
+                     markdown_file.read_text(encoding="utf-8"), re.MULTILINE)
     assert "every defect caught" in result.stdout
 
 

@@ -1,5 +1,5 @@
 """Judging one run: from the junit outcome of a variant's suites, each suite's cell (caught,
-refused, missed, clean, false alarm, broken, not run) and the run's status."""
+refused, missed, clean, false alarm, broken, not run, as clean) and the run's status."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def refusals(junit: Path) -> set[str]:
 
 @dataclass
 class Cell:
-    # caught | refused | missed | clean | false alarm | broken | not run
+    # caught | refused | missed | clean | false alarm | broken | not run | as clean
     state: str
     expected: bool = False
     failed: int = 0  # the suite's gates that said no
@@ -148,6 +148,19 @@ def _conclude(outcome: Outcome, variant: Variant, failed: list[FailedGate], refu
         if missed:
             outcome.problem = (f"{', '.join(missed)} stayed green: the defect "
                                f"({variant.defect}) went through")
+
+
+def share_clean_cells(outcome: Outcome, clean: Outcome, suites: Sequence[str]) -> None:
+    """Fill the cells of `suites`, which a variant that changes only the engine did not run, from
+    the clean run of the same plan: the same bundle and seed, and suites that never start the
+    engine, so clean's run is theirs. Shown as "as clean" (or "not run" when clean's own cell is
+    not clean: its false alarm fails the selftest on its own row)."""
+    for suite in suites:
+        mine = outcome.cells[suite]
+        if mine.state == "not run" and not mine.expected:
+            state = "as clean" if clean.cells[suite].state == "clean" else "not run"
+            outcome.cells[suite] = Cell(state, passed=clean.cells[suite].passed,
+                                        skipped=clean.cells[suite].skipped)
 
 
 def _first_error(failed: Iterable[FailedGate], refused: set[str]) -> str:

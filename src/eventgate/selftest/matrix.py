@@ -55,6 +55,8 @@ def cell_text(cell: Cell) -> str:
         return f"broken ({cell.errors})"
     if cell.state == "clean":
         return "·"
+    if cell.state == "as clean":
+        return "= clean"
     return cell.state
 
 
@@ -75,7 +77,9 @@ def markdown(matrix: Matrix) -> str:
                      + f" | {o.status} |")
     lines += ["", "Cells: ✓ n = caught, n tests of that suite failed; ✓ refused = the migration "
               "refused the data (its own validation or a schema constraint); · = stayed green "
-              "(not expected to catch it); missed = expected to go red and stayed green; "
+              "(not expected to catch it); = clean = the variant changes only the engine, and this "
+              "suite never starts it: the clean run, same bundle and seed, is its run; "
+              "missed = expected to go red and stayed green; "
               "**bold** = the suites the variant declares must go red.", "",
               "First failing test per variant:", ""]
     for o in matrix.outcomes:

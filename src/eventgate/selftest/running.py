@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventgate.gate.run import find_suites, run_gate
-from eventgate.gate.suites import SUITES
+from eventgate.gate.suites import ENGINE_SUITES, SUITES
 from eventgate.selftest import child_hooks
-from eventgate.selftest.judging import Outcome, judge, refusals
+from eventgate.selftest.judging import Outcome, judge, refusals, share_clean_cells
 from eventgate.selftest.overlay import apply_overlay, resolve_engine_factory
 from eventgate.selftest.variants import SabotageError, Variant
 
@@ -120,8 +120,25 @@ def child_env(variant: Variant, reports: Path) -> dict[str, str | None]:
     return extra_env
 
 
+def shares_clean_run(variant: Variant, plan: Plan) -> bool:
+    """A variant that changes only the engine, in a plan that runs the clean bundle: its
+    database suites would gate clean's bundle on clean's seed without ever starting the engine,
+    so they are not run twice."""
+    return (variant.engine_factory is not None and not variant.patches
+            and any(v.clean for v in plan.variants))
+
+
+def suites_of(variant: Variant, plan: Plan) -> tuple[str, ...]:
+    """The suites a variant's own run takes: all of the plan's, or for one that shares the clean
+    run, those that start the engine and those it declares it must turn red."""
+    if not shares_clean_run(variant, plan):
+        return plan.suites
+    return tuple(s for s in plan.suites if s in ENGINE_SUITES or s in variant.catches)
+
+
 def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children) -> Outcome:
     reports = plan.reports / variant.name
+    suites = suites_of(variant, plan)
     started = time.monotonic()
     verdict = run_gate(dsn=None, bundle=str(bundle), scale=plan.scale, reports=reports,
                        seed=plan.seed,
@@ -129,14 +146,14 @@ def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children) 
                        # selftest itself runs the children side by side. child_hooks as a
                        # plugin: see its pytest_configure.
                        pytest_args=["-p", "no:xdist", "-p", child_hooks.__name__],
-                       suites=plan.suites,
+                       suites=suites,
                        extra_env=child_env(variant, reports), log=reports / "gate.log",
                        started=lambda child: children.add(variant.name, child))
     problem = None
     if children.remove(variant.name):
         problem = f"stopped after {plan.timeout_s:.0f} s (--timeout); see {reports / 'gate.log'}"
     junit = reports / "junit.xml"
-    return judge(variant, plan.suites, verdict.pytest_exit_code, verdict.suites,
+    return judge(variant, suites, verdict.pytest_exit_code, verdict.suites,
                  verdict.failed, refusals(junit) if junit.exists() else set(),
                  time.monotonic() - started, reports, problem)
 
@@ -178,4 +195,9 @@ def run(plan: Plan, bundles: dict[str, Path], on_start: Started,
                 future.cancel()
             children.terminate_all()
             raise
+    clean = next((outcomes[v.name] for v in plan.variants if v.clean), None)
+    for variant in plan.variants:
+        if clean is not None and shares_clean_run(variant, plan):
+            share_clean_cells(outcomes[variant.name], clean,
+                              [s for s in plan.suites if s not in suites_of(variant, plan)])
     return [outcomes[v.name] for v in plan.variants]

@@ -13,7 +13,7 @@ from eventgate.selftest.matrix import cell_text
 from eventgate.selftest.variants import Variant
 
 STYLES = {"caught": "green", "refused": "green", "clean": "dim", "missed": "bold red",
-          "false alarm": "bold red", "broken": "bold red", "not run": "dim"}
+          "false alarm": "bold red", "broken": "bold red", "not run": "dim", "as clean": "dim"}
 STATUS_STYLES = {"clean": "green", "caught": "green", "missed": "bold red",
                  "false alarm": "bold red", "broken run": "bold red"}
 
