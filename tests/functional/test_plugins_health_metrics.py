@@ -121,7 +121,7 @@ def test_health_goes_503_when_the_database_stops_and_200_when_it_is_back(
     found, _ = locate(None)
     if found is None:
         pytest.skip("needs local PostgreSQL server binaries to stop and start a server")
-    cluster = LocalCluster(found)
+    cluster = LocalCluster(found, in_memory=True)  # ten weddings
     try:
         server = cluster.start()
         with server.connect() as conn:

@@ -148,7 +148,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if binaries is None:
         pytest.skip("needs PostgreSQL server binaries to start a password-protected staging "
                     f"cluster; tried: {'; '.join(tried)}")
-    server = LocalCluster(binaries, tcp=True)
+    server = LocalCluster(binaries, tcp=True, in_memory=True)  # small data
     try:
         server.start()
         assert server.password

@@ -366,7 +366,7 @@ def staging(tmp_path_factory: pytest.TempPathFactory,
     workdir = tmp_path_factory.mktemp("staging")
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        cluster = LocalCluster(binaries, tcp=True)
+        cluster = LocalCluster(binaries, tcp=True, in_memory=True)  # small data
         stack.callback(cluster.stop)
         server = cluster.start()
         assert cluster.password

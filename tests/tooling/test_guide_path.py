@@ -85,7 +85,7 @@ def guide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guide]:
         pytest.skip(f"needs PostgreSQL server binaries; tried: {'; '.join(tried)}")
     workdir = tmp_path_factory.mktemp("guide")
     with contextlib.ExitStack() as stack:
-        cluster = LocalCluster(binaries, tcp=True)
+        cluster = LocalCluster(binaries, tcp=True, in_memory=True)  # small data
         stack.callback(cluster.stop)
         server = cluster.start()
         assert cluster.password

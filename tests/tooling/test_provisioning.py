@@ -15,7 +15,7 @@ from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError, ProvisioningError
 from eventgate.pg import binaries, provision
 from eventgate.pg.binaries import locate
-from eventgate.pg.local import LocalCluster
+from eventgate.pg.local import DIR_ENV, RAM_DIR, LocalCluster, cluster_parents
 from eventgate.pg.provision import choose_route
 
 
@@ -49,6 +49,38 @@ def test_local_cluster_runs_unprivileged_and_leaves_no_process_and_no_directory(
     assert _postgres_pids_for(cluster.root) == []
 
 
+def test_a_small_run_keeps_its_cluster_in_memory_and_a_big_one_on_disk(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DIR_ENV, raising=False)
+    found, _ = locate(None)
+    assert found is not None
+    if not RAM_DIR.is_dir():
+        pytest.skip(f"this machine has no {RAM_DIR}")
+    small, big = LocalCluster(found, in_memory=True), LocalCluster(found)
+    try:
+        server = small.start()
+        assert small.root.parent == RAM_DIR and server.route.endswith(f"in {RAM_DIR} (memory)")
+        with __import__("psycopg").connect(server.dsn, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE made_in_memory")
+        assert big.root.parent == Path(tempfile.gettempdir())
+        assert "(memory)" not in big.start().route
+    finally:
+        small.stop()
+        big.stop()
+    assert not small.root.exists() and not big.root.exists()
+
+
+def test_a_cluster_directory_that_cannot_be_used_is_named(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    found, _ = locate(None)
+    assert found is not None
+    monkeypatch.setenv(DIR_ENV, str(tmp_path / "missing"))
+    with pytest.raises(ProvisioningError, match=rf"{DIR_ENV}=.*missing is not a directory "
+                       "this user may write"):
+        LocalCluster(found, in_memory=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_during_a_run_still_removes_the_cluster(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_interrupted="""
         import os, signal
@@ -64,7 +96,7 @@ def test_ctrl_c_during_a_run_still_removes_the_cluster(pytester: pytest.Pytester
     port = next(line.split("port=")[1].split()[0] for line in result.outlines
                 if "CLUSTER host=" in line)
     assert "KeyboardInterrupt" in result.stdout.str()
-    leftovers = [p for p in Path(tempfile.gettempdir()).glob("eventgate-pg-*")
+    leftovers = [p for parent in cluster_parents() for p in parent.glob("eventgate-pg-*")
                  if (p / "data" / "postmaster.pid").exists()
                  and f"\n{port}\n" in (p / "data" / "postmaster.pid").read_text()]
     assert leftovers == []
@@ -150,7 +182,7 @@ def test_the_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 def _cluster_dirs_of(pid: int) -> list[Path]:
-    return [p for p in Path(tempfile.gettempdir()).glob("eventgate-pg-*")
+    return [p for parent in cluster_parents() for p in parent.glob("eventgate-pg-*")
             if (p / "owner.pid").exists() and (p / "owner.pid").read_text() == str(pid)]
 
 
@@ -197,8 +229,8 @@ def test_a_cluster_whose_owner_was_killed_is_removed_by_the_next_run() -> None:
     script = textwrap.dedent("""
         import time
         from eventgate.pg.binaries import locate
-        from eventgate.pg.local import LocalCluster
-        cluster = LocalCluster(locate(None)[0])
+        from eventgate.pg.local import DIR_ENV, RAM_DIR, LocalCluster, cluster_parents
+        cluster = LocalCluster(locate(None)[0], in_memory=True)
         cluster.start()
         print(cluster.root, flush=True)
         time.sleep(600)

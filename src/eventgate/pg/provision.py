@@ -90,15 +90,17 @@ def external_server(dsn: str) -> Server:
 
 
 @contextlib.contextmanager
-def provision(dsn: str | None, pg_bindir: str | None = None) -> Iterator[Server]:
-    """Yield a running server; a server this started is stopped and removed on exit."""
+def provision(dsn: str | None, pg_bindir: str | None = None, *,
+              in_memory: bool = False) -> Iterator[Server]:
+    """Yield a running server; a server this started is stopped and removed on exit. A local
+    cluster for small data (in_memory) keeps its files in memory when there is room."""
     route = choose_route(dsn, pg_bindir)
     if route.kind == "dsn":
         assert route.dsn is not None
         yield external_server(route.dsn)
     elif route.kind == "local":
         assert route.binaries is not None
-        with local_cluster(route.binaries) as server:
+        with local_cluster(route.binaries, in_memory) as server:
             yield server
     else:
         with container_server() as server:

@@ -54,8 +54,11 @@ def pg_server(eventgate_settings: Settings) -> Iterator[Server]:
     """The session's PostgreSQL server; one the suite started is stopped and deleted after."""
     with contextlib.ExitStack() as stack:
         try:
+            # Small data (the default scale, or a profile) may keep the cluster in memory.
+            small = bool(eventgate_settings.profile) or eventgate_settings.scale == "small"
             server = stack.enter_context(
-                provision(eventgate_settings.dsn, eventgate_settings.pg_bindir))
+                provision(eventgate_settings.dsn, eventgate_settings.pg_bindir,
+                          in_memory=small))
         except EventgateError as exc:
             # One clear stop instead of an error in every test that needs the database.
             pytest.exit(f"eventgate: {exc}", returncode=4)
