@@ -9,6 +9,7 @@ import pytest
 from eventgate.bundle import Bundle, TableMapping
 from eventgate.checks.key_ranges import Readers
 from eventgate.checks.legacy_queries import LegacyQuery, load_queries, same_results
+from eventgate.checks.parallel_views import view_goes_parallel
 from eventgate.checks.views import view_matches_legacy, view_nullability, view_shape
 from eventgate.pytest_plugin.proof import hold
 
@@ -32,6 +33,11 @@ def test_view_has_the_legacy_columns_names_order_and_types(target_conn: psycopg.
 def test_view_never_returns_null_where_the_legacy_table_forbade_it(
         target_conn: psycopg.Connection, view_mapping: TableMapping) -> None:
     hold(view_nullability(target_conn, view_mapping))
+
+
+def test_a_report_through_the_view_may_use_every_core(target_conn: psycopg.Connection,
+                                                     view_mapping: TableMapping) -> None:
+    hold(view_goes_parallel(target_conn, view_mapping))
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])

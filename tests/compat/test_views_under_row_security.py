@@ -3,6 +3,8 @@ own that was granted the legacy tables (and, by 010, the views in their place), 
 and writes every tenant's weddings as before; a transaction that names a tenant, as the
 engine's do, sees that tenant's rows through the same views and no other."""
 
+import json
+import re
 from collections.abc import Iterator
 from uuid import UUID
 
@@ -12,6 +14,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from eventgate.bundle import Bundle
+from eventgate.checks.parallel_views import FREE_PARALLELISM
 from eventgate.pg.databases import Database
 from eventgate.pg.roles import engine_login_dsn
 from eventgate.pytest_plugin.proof import not_proven
@@ -53,9 +56,26 @@ def _tenant_counts(conn: psycopg.Connection, tenant: UUID) -> dict[str, int]:
     return dict(zip(VIEWS, map(int, rows), strict=True))
 
 
-def _scoped(conn: psycopg.Connection, tenant: UUID) -> dict[str, int]:
+def _launched_workers(conn: psycopg.Connection) -> int:
+    """Parallel workers one count through every view started (EXPLAIN ANALYZE)."""
+    launched = 0
+    for view in VIEWS:
+        plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM {}")
+                            .format(sql.Identifier(view))).fetchone()
+        launched += sum(int(n) for n in re.findall(r'"Workers Launched": (\d+)',
+                                                   json.dumps(plan)))
+    return launched
+
+
+def _scoped(conn: psycopg.Connection, tenant: UUID, parallel: bool = False) -> dict[str, int]:
     with conn.transaction():
         conn.execute("SELECT set_config('eventgate.tenant_id', %s, true)", (str(tenant),))
+        if parallel:
+            # The tenant setting must reach the parallel workers that read the rows: they
+            # get the leader's settings, and the policies read it in every process.
+            for name, value in FREE_PARALLELISM.items():
+                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            assert _launched_workers(conn) > 0, "no parallel worker ran"
         counts = _counts(conn)
         conn.execute("ROLLBACK")  # nothing here writes; the transaction just ends
     return counts
@@ -79,8 +99,10 @@ def test_the_old_application_sees_and_writes_every_tenant_as_before(
     assert _counts(old_app)["wedding_invitations"] == everything["wedding_invitations"] + 1
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel-workers"])
 def test_a_transaction_naming_a_tenant_sees_only_that_tenant_through_the_views(
-        migrated_db: Database, old_app: psycopg.Connection, bundle: Bundle) -> None:
+        migrated_db: Database, old_app: psycopg.Connection, bundle: Bundle,
+        parallel: bool) -> None:
     with migrated_db.connect(read_only=True) as owner:
         tenants = [r[0] for r in owner.execute(
             "SELECT tenant_id FROM wedding_events GROUP BY 1 ORDER BY count(*) DESC, 1"
@@ -95,8 +117,8 @@ def test_a_transaction_naming_a_tenant_sees_only_that_tenant_through_the_views(
     with psycopg.connect(engine_login_dsn(migrated_db.dsn, security.engine_role),
                          autocommit=True) as engine:
         for tenant, counts in expected.items():
-            assert _scoped(old_app, tenant) == counts, tenant
-            assert _scoped(engine, tenant) == counts, tenant
+            assert _scoped(old_app, tenant, parallel) == counts, tenant
+            assert _scoped(engine, tenant, parallel) == counts, tenant
             assert counts != everything
         # Naming no tenant, the engine's role sees nothing through the views either: a route
         # that forgot to name its tenant finds nothing rather than every tenant's weddings.

@@ -10,6 +10,7 @@ from eventgate.checks.counts import row_count_parity
 from eventgate.checks.indexes import required_index
 from eventgate.checks.key_ranges import Readers
 from eventgate.checks.lock_lint import lint_bundle
+from eventgate.checks.parallel_views import view_goes_parallel
 from eventgate.checks.schema import mapping_covers_legacy, required_relations
 from eventgate.checks.views import view_matches_legacy
 from eventgate.errors import BundleError
@@ -241,3 +242,17 @@ def test_view_check_counts_a_row_the_view_shows_twice_as_except_all_does(
     assert (f"{lost} legacy rows missing or changed in the view, {added} view rows not in the "
             "legacy table") in result.summary
     assert f"only in view wedding_sections: ({shown_twice}," in result.explain()
+
+
+def test_the_parallel_gate_names_an_unsafe_function_in_a_policy(migrated_db: Database,
+                                                                 bundle: Bundle) -> None:
+    mapping = bundle.mapping["wedding_invitations"]
+    with migrated_db.connect() as conn:
+        assert view_goes_parallel(conn, mapping).passed  # the control
+        conn.execute("ALTER FUNCTION tenant_unscoped() PARALLEL UNSAFE")
+        result = view_goes_parallel(conn, mapping)
+        # The check put its settings back.
+        assert conn.execute("SHOW parallel_setup_cost").fetchone() == ("1000",)
+    assert not result.passed
+    assert "no parallel plan even with parallelism free" in result.summary
+    assert "tenant_unscoped()" in result.summary and "PARALLEL SAFE" in result.summary
