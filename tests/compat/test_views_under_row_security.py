@@ -3,9 +3,8 @@ own that was granted the legacy tables (and, by 010, the views in their place), 
 and writes every tenant's weddings as before; a transaction that names a tenant, as the
 engine's do, sees that tenant's rows through the same views and no other."""
 
-import json
-import re
 from collections.abc import Iterator
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -56,14 +55,18 @@ def _tenant_counts(conn: psycopg.Connection, tenant: UUID) -> dict[str, int]:
     return dict(zip(VIEWS, map(int, rows), strict=True))
 
 
+def _workers(plan: dict[str, Any]) -> int:
+    return int(plan.get("Workers Launched", 0)) + sum(_workers(p) for p in plan.get("Plans", []))
+
+
 def _launched_workers(conn: psycopg.Connection) -> int:
     """Parallel workers one count through every view started (EXPLAIN ANALYZE)."""
     launched = 0
     for view in VIEWS:
-        plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM {}")
-                            .format(sql.Identifier(view))).fetchone()
-        launched += sum(int(n) for n in re.findall(r'"Workers Launched": (\d+)',
-                                                   json.dumps(plan)))
+        row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM {}")
+                           .format(sql.Identifier(view))).fetchone()
+        assert row is not None
+        launched += _workers(row[0][0]["Plan"])
     return launched
 
 

@@ -20,6 +20,9 @@ from eventgate.checks.rows import nothing_to_compare, where_clause
 
 CHECK = "row-count parity"
 SAMPLE = 5
+# A range's rows on each side, and the first keys only the legacy side or only the migrated
+# side holds.
+Part = tuple[int, int, list[object], list[object]]
 
 
 def _legacy_query(mapping: TableMapping, changes: Changes,
@@ -66,9 +69,8 @@ JOINED_SQL = """SELECT count(l.key), count(t.key), count(*) FILTER (WHERE t.key 
 FROM ({legacy}) l(key) FULL JOIN ({target}) t(key) ON l.key = t.key"""
 
 
-def _tally(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
-           key_range: KeyRange | None, unique: bool) -> tuple[int, int, list[object],
-                                                              list[object]]:
+def tally_range(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
+                key_range: KeyRange | None, unique: bool) -> Part:
     """Both sides' rows in (a range of) the key, and the first keys only one side has."""
     legacy = _legacy_query(mapping, changes, key_range)
     target = _target_query(mapping, changes, key_range)
@@ -84,6 +86,19 @@ def _tally(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
     return int(row[0]), int(row[1]), list(row[2]), list(row[3])
 
 
+def keys_unique(conn: psycopg.Connection, mapping: TableMapping) -> bool:
+    """Whether the catalog keeps the key unique and NOT NULL on both sides."""
+    return (unique_by(conn, mapping.legacy_source, mapping.key) is not None
+            and unique_by(conn, mapping.target, mapping.columns[mapping.key].target)
+            is not None)
+
+
+def reproduce_sql(conn: psycopg.Connection, mapping: TableMapping, changes: Changes) -> str:
+    return sql.SQL("SELECT (SELECT count(*) FROM ({}) l) AS legacy, "
+                   "(SELECT count(*) FROM ({}) m) AS migrated;").format(
+        _legacy_query(mapping, changes), _target_query(mapping, changes)).as_string(conn)
+
+
 def _first(keys: list[object]) -> list[object]:
     """The first SAMPLE keys in key order (NULL last), as one ORDER BY gives them."""
     return sorted(keys, key=key_order)[:SAMPLE]
@@ -95,22 +110,23 @@ def row_count_parity(conn: psycopg.Connection, mapping: TableMapping, *,
     """Compare the legacy rows (kept as the backup table) with the migrated rows; with the
     bundle's change record (`log`), keys written since the migration are left out. With
     `readers`, a big table's key is split over sessions sharing the snapshot."""
-    subject = f"{mapping.legacy_source} -> {mapping.target}"
     with one_snapshot(conn):  # the record and both sides, read together
         changes = read_changes(conn, log, mapping.target)
-        legacy, target = _legacy_query(mapping, changes), _target_query(mapping, changes)
-        unique = (unique_by(conn, mapping.legacy_source, mapping.key) is not None
-                  and unique_by(conn, mapping.target, mapping.columns[mapping.key].target)
-                  is not None)
+        unique = keys_unique(conn, mapping)
         parts = over_key(conn, readers, mapping.legacy_source, mapping.key,
-                         lambda session, key_range: _tally(session, mapping, changes, key_range,
-                                                           unique))
-        before, after = sum(p[0] for p in parts), sum(p[1] for p in parts)
-        missing = _first([k for p in parts for k in p[2]])
-        extra = _first([k for p in parts for k in p[3]])
-        reproduce = sql.SQL("SELECT (SELECT count(*) FROM ({}) l) AS legacy, "
-                            "(SELECT count(*) FROM ({}) m) AS migrated;").format(
-            legacy, target).as_string(conn)
+                         lambda session, key_range: tally_range(session, mapping, changes,
+                                                                key_range, unique))
+        reproduce = reproduce_sql(conn, mapping, changes)
+    return count_finding(mapping, parts, changes, reproduce)
+
+
+def count_finding(mapping: TableMapping, parts: list[Part], changes: Changes,
+                  reproduce: str) -> CheckResult:
+    """The check's result from what the ranges found."""
+    subject = f"{mapping.legacy_source} -> {mapping.target}"
+    before, after = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    missing = _first([k for p in parts for k in p[2]])
+    extra = _first([k for p in parts for k in p[3]])
     data = changes.data()
     if changes.problem:
         return CheckResult(CHECK, subject, False, changes.problem, sql=reproduce, data=data)

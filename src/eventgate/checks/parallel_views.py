@@ -57,19 +57,14 @@ def view_goes_parallel(conn: psycopg.Connection, mapping: TableMapping) -> Check
     query = sql.SQL("SELECT count(*) FROM {}").format(view)
     reproduce = "; ".join(f"SET {k} = {v}" for k, v in FREE_PARALLELISM.items()) + \
         f"; EXPLAIN {query.as_string(conn)}"
-    with conn.transaction():
-        # Set for this transaction and put back after: inside a caller's transaction (this is
-        # then a savepoint) a local setting would otherwise outlive the check.
-        before = {name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
-                  for name in FREE_PARALLELISM}
+    # Rolled back on the way out, so the settings (local to it) never outlive the check, even
+    # inside a caller's transaction, where this is a savepoint.
+    with conn.transaction(force_rollback=True):
         for name, value in FREE_PARALLELISM.items():
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query)).fetchone()
-        for name, old in before.items():
-            if old is not None:
-                conn.execute("SELECT set_config(%s, %s, true)", (name, old[0]))
-        unsafe = [r[0] for r in conn.execute(UNSAFE_FUNCTIONS_SQL,
-                                             {"view": mapping.view}).fetchall()]
+    unsafe = [r[0] for r in conn.execute(UNSAFE_FUNCTIONS_SQL,
+                                         {"view": mapping.view}).fetchall()]
     assert row is not None
     plan = (row[0] if isinstance(row[0], list) else json.loads(row[0]))[0]["Plan"]
     nodes = _nodes(plan)

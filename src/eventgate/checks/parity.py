@@ -88,11 +88,10 @@ def _compare(name: str, column: ColumnMapping, target: str) -> ComparedColumn:
         sql.Identifier(column.target)), f"{target}.{column.target} (derived)")
 
 
-def parity_query(mapping: TableMapping, changes: Changes | None = None,
-                 key_range: KeyRange | None = None) -> sql.Composed:
-    """The differing rows: key, which side lacks it, the changed columns, both sides' values;
-    with `changes`, keys written since the migration are left out of both sides; with
-    `key_range`, only keys in it, on both sides."""
+def _sides(mapping: TableMapping, changes: Changes | None,
+           key_range: KeyRange | None) -> tuple[sql.Composed, sql.Composed, list[sql.Composable]]:
+    """The legacy and the migrated side as `SELECT key AS k, <compared columns>`, and the typed
+    IS DISTINCT FROM of each compared column between them (as l and m)."""
     columns = compared_columns(mapping)
     key = mapping.columns[mapping.key]
     assert key.kind == "column", "the key must be copied unchanged"
@@ -117,7 +116,19 @@ def parity_query(mapping: TableMapping, changes: Changes | None = None,
         where=where_clause(migrated_where),
         cols=sql.SQL(", ").join(sql.SQL("{} AS {}").format(c.migrated, n)
                                 for c, n in zip(columns, names, strict=True)))
-    distinct = [sql.SQL("l.{n} IS DISTINCT FROM m.{n}").format(n=n) for n in names]
+    distinct: list[sql.Composable] = [sql.SQL("l.{n} IS DISTINCT FROM m.{n}").format(n=n)
+                                      for n in names]
+    return legacy_side, migrated_side, distinct
+
+
+def parity_query(mapping: TableMapping, changes: Changes | None = None,
+                 key_range: KeyRange | None = None) -> sql.Composed:
+    """The differing rows: key, which side lacks it, the changed columns, both sides' values;
+    with `changes`, keys written since the migration are left out of both sides; with
+    `key_range`, only keys in it, on both sides."""
+    columns = compared_columns(mapping)
+    names = [sql.Identifier(c.name) for c in columns]
+    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range)
     changed = sql.SQL("array_remove(ARRAY[{}]::text[], NULL)").format(sql.SQL(", ").join(
         sql.SQL("CASE WHEN {} THEN {} END").format(d, sql.Literal(c.name))
         for d, c in zip(distinct, columns, strict=True)))
@@ -127,6 +138,21 @@ def parity_query(mapping: TableMapping, changes: Changes | None = None,
         "{changed}, {values} FROM ({legacy}) l FULL JOIN ({migrated}) m ON l.k = m.k "
         "WHERE l.k IS NULL OR m.k IS NULL OR {any_distinct} ORDER BY 1"
     ).format(changed=changed, values=values, legacy=legacy_side, migrated=migrated_side,
+             any_distinct=sql.SQL(" OR ").join(distinct))
+
+
+def counted_query(mapping: TableMapping, changes: Changes | None = None,
+                  key_range: KeyRange | None = None) -> sql.Composed:
+    """The same join as parity_query, counted only: the keys on each side, the keys only one
+    side holds, the keys on both whose rows differ. With keys unique and NOT NULL on both
+    sides, that is the row counts' answer too (eventgate.checks.table_pass)."""
+    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range)
+    return sql.SQL(
+        "SELECT count(l.k), count(m.k), count(*) FILTER (WHERE m.k IS NULL), "
+        "count(*) FILTER (WHERE l.k IS NULL), "
+        "count(*) FILTER (WHERE l.k IS NOT NULL AND m.k IS NOT NULL AND ({any_distinct})) "
+        "FROM ({legacy}) l FULL JOIN ({migrated}) m ON l.k = m.k"
+    ).format(legacy=legacy_side, migrated=migrated_side,
              any_distinct=sql.SQL(" OR ").join(distinct))
 
 
@@ -159,7 +185,7 @@ def _describe(sample: dict[str, Any], table: str, key: str) -> str:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What one query over (part of) the key found: counts by kind and column, the first
     differing rows in key order."""
 
@@ -167,15 +193,15 @@ class _Tally:
     by_column: Counter[str] = field(default_factory=Counter)
     samples: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
 
-    def add(self, other: _Tally) -> None:
+    def add(self, other: Tally) -> None:
         self.counts.update(other.counts)
         self.by_column.update(other.by_column)
         self.samples.extend(other.samples)
 
 
 def _tally(conn: psycopg.Connection, query: sql.Composed, columns: list[ComparedColumn],
-           sample_limit: int) -> _Tally:
-    found = _Tally()
+           sample_limit: int) -> Tally:
+    found = Tally()
     with conn.cursor(name="eventgate_parity") as cur:
         cur.itersize = STREAM_ROWS
         cur.execute(query)
@@ -196,22 +222,33 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit
     bundle's change record (`log`), rows written since the migration are left out. With
     `readers`, a big table's key is split over that many sessions sharing the snapshot: the
     same rows found, the same samples (the first in key order)."""
-    columns = compared_columns(mapping)
-    found = _Tally()
+    found = Tally()
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # The FULL JOIN hashes one whole side; with the default 4 MB it spills to disk.
         conn.execute("SET LOCAL work_mem = '128MB'")
         # In the same snapshot as the rows it excludes.
         changes = read_changes(conn, log, mapping.target)
-        query = parity_query(mapping, changes)
         for tally in over_key(conn, readers, mapping.legacy_source, mapping.key,
-                              lambda session, key_range: _tally(
-                                  session, parity_query(mapping, changes, key_range), columns,
-                                  sample_limit)):
+                              lambda session, key_range: tally_range(
+                                  session, mapping, changes, key_range, sample_limit)):
             found.add(tally)
-        reproduce = query.as_string(conn) + ";"
+        reproduce = parity_query(mapping, changes).as_string(conn) + ";"
         compared_any = has_rows(conn, mapping.legacy_source)
+    return parity_finding(mapping, found, changes, reproduce, compared_any, sample_limit)
+
+
+def tally_range(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
+                key_range: KeyRange | None, sample_limit: int = 10) -> Tally:
+    """The differing rows of (a range of) the key, counted and sampled."""
+    return _tally(conn, parity_query(mapping, changes, key_range), compared_columns(mapping),
+                  sample_limit)
+
+
+def parity_finding(mapping: TableMapping, found: Tally, changes: Changes, reproduce: str,
+                   compared_any: bool, sample_limit: int = 10) -> CheckResult:
+    """The check's result from what the ranges found (merged in key order)."""
+    columns = compared_columns(mapping)
     # The ranges' samples merged: the first in key order, as one ORDER BY would give them.
     found.samples.sort(key=lambda s: key_order(s[0]))
     counts, by_column = found.counts, found.by_column

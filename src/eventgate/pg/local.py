@@ -56,8 +56,9 @@ RAM_MIN_FREE = 2 * 1024**3
 def cluster_parents() -> list[Path]:
     """Every directory a cluster's directory may be made in: where orphans are looked for."""
     parents = [Path(tempfile.gettempdir()), RAM_DIR]
-    if os.environ.get(DIR_ENV):
-        parents.insert(0, Path(os.environ[DIR_ENV]))
+    chosen = os.environ.get(DIR_ENV, "").strip()
+    if chosen:
+        parents.insert(0, Path(chosen))
     return list(dict.fromkeys(p for p in parents if p.is_dir()))
 
 

@@ -13,9 +13,10 @@ from dataclasses import replace
 import psycopg
 import pytest
 
-from eventgate.bundle import Bundle, load_bundle
+from eventgate.bundle import Bundle, TableMapping, load_bundle
 from eventgate.checks.key_ranges import Readers, default_count
 from eventgate.checks.result import CheckResult
+from eventgate.checks.table_pass import TablePass, table_pass
 from eventgate.errors import EventgateError
 from eventgate.migrate.runner import Runner
 from eventgate.pg import provision
@@ -143,6 +144,28 @@ def target_readers(target_database: Database) -> Readers:
     """Reader sessions for the big comparisons: they share a gate's snapshot and split its
     table's key (eventgate.checks.key_ranges), read-only like target_conn."""
     return Readers(target_database.dsn, default_count(), STATEMENT_TIMEOUT_MS)
+
+
+@pytest.fixture(scope="session")
+def _table_passes() -> dict[str, TablePass]:
+    return {}
+
+
+@pytest.fixture
+def table_pass_of(_table_passes: dict[str, TablePass], target_conn: psycopg.Connection,
+                  bundle: Bundle, target_readers: Readers) -> Callable[[TableMapping], TablePass]:
+    """Content parity and row counts of a mapped table on the target, from one read of it
+    (eventgate.checks.table_pass), made by the first of the two gates to ask and kept for the
+    other in this session: the green target is only read."""
+
+    def of(mapping: TableMapping) -> TablePass:
+        if mapping.legacy_table not in _table_passes:
+            _table_passes[mapping.legacy_table] = table_pass(
+                target_conn, mapping, log=bundle.expectations.change_log,
+                readers=target_readers)
+        return _table_passes[mapping.legacy_table]
+
+    return of
 
 
 @pytest.fixture
