@@ -135,6 +135,16 @@ class Changes:
     def unchanged(self, key: sql.Composable) -> sql.Composable:
         return unchanged(self.log, self.relation, key)
 
+    def recorded(self, key: sql.Composable, key_type: str) -> sql.Composable:
+        """True for a row whose key the record holds, the record's text cast back to the key's
+        type so that the key's index finds the rows (the triggers write key::text). Only for
+        a record that exists."""
+        assert self.log is not None
+        return sql.SQL("{key} IN (SELECT c.row_key::{type} FROM {log} c "
+                       "WHERE c.relation = {relation})").format(
+            key=key, type=sql.SQL(key_type), log=_qualified(self.log),
+            relation=sql.Literal(self.relation))
+
     def summary(self) -> str:
         """One clause for a result's summary; empty when the bundle declares no record."""
         if self.declared is None:

@@ -129,19 +129,36 @@ def unique_values(conn: psycopg.Connection, rule: UniqueValues) -> CheckResult:
     return CheckResult("unique values", subject, True, "no value repeats")
 
 
-def declared_jsonb_keys(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
+def jsonb_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass "
+        "AND a.atttypid = 'jsonb'::regtype AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum", (table,)).fetchall()]
+
+
+def undeclared_keys(mapping: TableMapping, column: str) -> sql.Composable:
+    """True for a target row (as t) whose jsonb `column` holds a key mapping.toml does not
+    declare, or a value that is not an object (which declared_jsonb_keys cannot list the keys
+    of): a read that finds no such row finds what declared_jsonb_keys would."""
+    declared = sorted(mapping.declared_jsonb_keys().get(column, set()))
+    value = sql.SQL("t.{}").format(sql.Identifier(column))
+    return sql.SQL("(CASE WHEN jsonb_typeof({v}) = 'object' THEN {v} - {keys}::text[] <> "
+                   "'{{}}'::jsonb ELSE {v} IS NOT NULL END)").format(
+        v=value, keys=sql.Literal(declared))
+
+
+def declared_jsonb_keys(conn: psycopg.Connection, mapping: TableMapping, *,
+                        none_undeclared: bool = False) -> CheckResult:
     """Migrated jsonb holds only keys mapping.toml declares; a jsonb column of the target with
-    no declared keys must be empty."""
+    no declared keys must be empty. none_undeclared: a read of every row already found none
+    that undeclared_keys() flags (eventgate.checks.table_pass), so the keys are not grouped."""
     declared = mapping.declared_jsonb_keys()
     if _empty(conn, mapping.target, mapping.filter):
         return _nothing_to_check("declared jsonb keys", f"{mapping.target} jsonb keys",
                                  mapping.target)
-    jsonb_columns = [r[0] for r in conn.execute(
-        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass "
-        "AND a.atttypid = 'jsonb'::regtype AND a.attnum > 0 AND NOT a.attisdropped",
-        (mapping.target,)).fetchall()]
+    columns = jsonb_columns(conn, mapping.target)
     found = []
-    for column in jsonb_columns:
+    for column in [] if none_undeclared else columns:
         query = sql.SQL("SELECT k, count(*) FROM {t} t, jsonb_object_keys(t.{c}) k{w} "
                         "GROUP BY k ORDER BY k").format(
             t=sql.Identifier(mapping.target), c=sql.Identifier(column),
@@ -155,4 +172,4 @@ def declared_jsonb_keys(conn: psycopg.Connection, mapping: TableMapping) -> Chec
         return CheckResult("declared jsonb keys", subject, False,
                            f"{len(found)} undeclared key(s)", tuple(found))
     return CheckResult("declared jsonb keys", subject, True,
-                       f"only declared keys in {', '.join(jsonb_columns) or 'no jsonb column'}")
+                       f"only declared keys in {', '.join(columns) or 'no jsonb column'}")

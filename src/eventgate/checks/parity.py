@@ -15,7 +15,7 @@ are left out of both sides; the rest are the migration's and are held to the bac
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,10 +88,12 @@ def _compare(name: str, column: ColumnMapping, target: str) -> ComparedColumn:
         sql.Identifier(column.target)), f"{target}.{column.target} (derived)")
 
 
-def _sides(mapping: TableMapping, changes: Changes | None,
-           key_range: KeyRange | None) -> tuple[sql.Composed, sql.Composed, list[sql.Composable]]:
+def _sides(mapping: TableMapping, changes: Changes | None, key_range: KeyRange | None,
+           also: Sequence[sql.Composable] = ()
+           ) -> tuple[sql.Composed, sql.Composed, list[sql.Composable]]:
     """The legacy and the migrated side as `SELECT key AS k, <compared columns>`, and the typed
-    IS DISTINCT FROM of each compared column between them (as l and m)."""
+    IS DISTINCT FROM of each compared column between them (as l and m); `also`: expressions
+    over the migrated row t, as m.x0, m.x1, ..."""
     columns = compared_columns(mapping)
     key = mapping.columns[mapping.key]
     assert key.kind == "column", "the key must be copied unchanged"
@@ -114,8 +116,10 @@ def _sides(mapping: TableMapping, changes: Changes | None,
     migrated_side = sql.SQL("SELECT {key} AS k, {cols} FROM {target} t{where}").format(
         key=migrated_key, target=sql.Identifier(mapping.target),
         where=where_clause(migrated_where),
-        cols=sql.SQL(", ").join(sql.SQL("{} AS {}").format(c.migrated, n)
-                                for c, n in zip(columns, names, strict=True)))
+        cols=sql.SQL(", ").join([sql.SQL("{} AS {}").format(c.migrated, n)
+                                 for c, n in zip(columns, names, strict=True)]
+                                + [sql.SQL("{} AS {}").format(e, sql.Identifier(f"x{i}"))
+                                   for i, e in enumerate(also)]))
     distinct: list[sql.Composable] = [sql.SQL("l.{n} IS DISTINCT FROM m.{n}").format(n=n)
                                       for n in names]
     return legacy_side, migrated_side, distinct
@@ -142,18 +146,22 @@ def parity_query(mapping: TableMapping, changes: Changes | None = None,
 
 
 def counted_query(mapping: TableMapping, changes: Changes | None = None,
-                  key_range: KeyRange | None = None) -> sql.Composed:
+                  key_range: KeyRange | None = None,
+                  also: Sequence[sql.Composable] = ()) -> sql.Composed:
     """The same join as parity_query, counted only: the keys on each side, the keys only one
-    side holds, the keys on both whose rows differ. With keys unique and NOT NULL on both
+    side holds, the keys on both whose rows differ, and for each condition in `also` (over the
+    migrated row t) the migrated rows it holds for. With keys unique and NOT NULL on both
     sides, that is the row counts' answer too (eventgate.checks.table_pass)."""
-    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range)
+    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range, also)
     return sql.SQL(
         "SELECT count(l.k), count(m.k), count(*) FILTER (WHERE m.k IS NULL), "
         "count(*) FILTER (WHERE l.k IS NULL), "
-        "count(*) FILTER (WHERE l.k IS NOT NULL AND m.k IS NOT NULL AND ({any_distinct})) "
+        "count(*) FILTER (WHERE l.k IS NOT NULL AND m.k IS NOT NULL AND ({any_distinct})){also} "
         "FROM ({legacy}) l FULL JOIN ({migrated}) m ON l.k = m.k"
     ).format(legacy=legacy_side, migrated=migrated_side,
-             any_distinct=sql.SQL(" OR ").join(distinct))
+             any_distinct=sql.SQL(" OR ").join(distinct),
+             also=sql.SQL("").join(sql.SQL(", count(*) FILTER (WHERE m.{})").format(
+                 sql.Identifier(f"x{i}")) for i in range(len(also))))
 
 
 def _sample(row: tuple[Any, ...], columns: list[ComparedColumn]) -> dict[str, Any]:
