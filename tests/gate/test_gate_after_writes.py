@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventgate.engine.launcher import Launcher
 from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.gate.run import run_gate
 from eventgate.pg.databases import Database, Databases
@@ -73,10 +74,11 @@ def _alter_one_migrated_guest(db: Database) -> None:
 
 
 def test_writes_after_the_migration_gate_go_and_a_defect_among_them_no_go(
-        databases: Databases, migrated_template: Database, tmp_path: Path) -> None:
+        databases: Databases, migrated_template: Database, tmp_path: Path,
+        engine_launcher: Launcher | None) -> None:
     db = databases.create("written", template=migrated_template.name)
     try:
-        with engine_process(db.dsn, workdir=tmp_path) as engine:
+        with engine_process(db.dsn, workdir=tmp_path, launcher=engine_launcher) as engine:
             with httpx.Client(base_url=engine.url, timeout=15) as api:
                 _engine_writes(api, engine, db)
             _legacy_writes(db)

@@ -13,6 +13,7 @@ import pytest
 
 from eventgate.bundle import Bundle
 from eventgate.engine.identity import KEYS_ENV
+from eventgate.engine.launcher import Launcher
 from eventgate.engine.process import engine_process
 from eventgate.gate.run import run_gate
 from eventgate.migrate.runner import Runner
@@ -55,8 +56,9 @@ def _alter_one_migrated_guest(db: Database) -> int:
 
 
 def test_each_profile_gates_go_clean_and_no_go_after_one_defect(
-        profiled_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with engine_process(profiled_db.dsn, workdir=tmp_path) as engine:
+        profiled_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        engine_launcher: Launcher | None) -> None:
+    with engine_process(profiled_db.dsn, workdir=tmp_path, launcher=engine_launcher) as engine:
         # The gate authenticates as each tenant with tokens it signs with the engine's keys.
         assert engine.token_keys is not None
         monkeypatch.setenv(KEYS_ENV, engine.token_keys.text())

@@ -26,6 +26,7 @@ import pytest
 from psycopg import sql
 
 from eventgate.bundle import load_bundle
+from eventgate.engine.launcher import Launcher
 from eventgate.engine.process import engine_process
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import SUPERUSER, LocalCluster
@@ -136,7 +137,8 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout
 
 
-def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path) -> None:
+def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path,
+                                                    engine_launcher: Launcher | None) -> None:
     guests = guide.query("SELECT count(*) FROM wedding_invitations")
 
     # 1. The pre-migration check refuses without a backup (production mode), then passes.
@@ -162,7 +164,7 @@ def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path
     assert guide.query("SELECT count(*) FROM event_participants") == guests
 
     # 3. Functional validation against a running engine, as deployed.
-    with engine_process(guide.dsn, workdir=tmp_path) as engine:
+    with engine_process(guide.dsn, workdir=tmp_path, launcher=engine_launcher) as engine:
         assert engine.token_keys is not None
         out = ok(guide.run("functional-validation.sh", BASE_URL=engine.url,
                            REPORTS_DIR=str(tmp_path / "reports"),

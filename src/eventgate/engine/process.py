@@ -17,6 +17,7 @@ from uuid import UUID
 import httpx
 
 from eventgate.engine.identity import KEYS_ENV, TokenKeys, issue
+from eventgate.engine.launcher import ForkedEngine, Launcher
 from eventgate.errors import EventgateError
 
 READY_TIMEOUT_S = 30.0
@@ -46,7 +47,8 @@ def _free_port() -> int:
         return port
 
 
-def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_answering(url: str, process: subprocess.Popen[bytes] | ForkedEngine,
+                          log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -63,21 +65,29 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path)
 def engine_process(dsn: str, *, workdir: Path, admin_token: str | None = None,
                    app_factory: str | None = None,
                    env: dict[str, str] | None = None,
-                   token_keys: TokenKeys | None = None) -> Iterator[RunningEngine]:
-    """`eventgate serve` in a child process; stopped (SIGTERM, then SIGKILL) on exit. It
-    verifies tenant tokens with `token_keys` (a new key when none is given)."""
+                   token_keys: TokenKeys | None = None,
+                   launcher: Launcher | None = None) -> Iterator[RunningEngine]:
+    """`eventgate serve` in a child process (forked by `launcher` when given, else a new
+    interpreter); stopped (SIGTERM, then SIGKILL) on exit. It verifies tenant tokens with
+    `token_keys` (a new key when none is given)."""
     keys = token_keys or TokenKeys.generate()
     port = _free_port()
-    command = [sys.executable, "-m", "eventgate.cli", "serve", "--port", str(port)]
+    argv = ["serve", "--port", str(port)]
     if app_factory:
-        command += ["--app-factory", app_factory]
+        argv += ["--app-factory", app_factory]
     child_env = {**os.environ, KEYS_ENV: keys.text(), **(env or {}), "EVENTGATE_DSN": dsn}
     if admin_token:
         child_env["EVENTGATE_ADMIN_TOKEN"] = admin_token
     log = workdir / f"engine-{port}.log"
     url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env)
+    process: subprocess.Popen[bytes] | ForkedEngine
+    if launcher is not None:
+        log.write_bytes(b"")
+        process = launcher.start(argv, child_env, log)
+    else:
+        with log.open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "eventgate.cli", *argv],
+                                       stdout=out, stderr=subprocess.STDOUT, env=child_env)
     try:
         _wait_until_answering(url, process, log)
         yield RunningEngine(url, admin_token, log, keys)

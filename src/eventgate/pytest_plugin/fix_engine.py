@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from eventgate.credentials import NoCredential, TenantCredentials, read_tokens_file
-from eventgate.engine import store
+from eventgate.engine import launcher, store
 from eventgate.engine.identity import KEYS_ENV, TokenKeys
 from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.pg.databases import Database, Databases
@@ -51,6 +51,22 @@ def engine_database(eventgate_settings: Settings, pg_server: Server,
 
 
 @pytest.fixture(scope="session")
+def engine_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        launcher.Launcher | None]:
+    """What forks the engines this session starts (eventgate.engine.launcher: the web stack
+    imported once, not once an engine); None where the platform cannot watch a forked child,
+    and each engine is then a new interpreter."""
+    if not launcher.available():
+        yield None
+        return
+    warm = launcher.Launcher(tmp_path_factory.mktemp("engine-launcher") / "launcher.log")
+    try:
+        yield warm
+    finally:
+        warm.close()
+
+
+@pytest.fixture(scope="session")
 def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
     """The engine under test: --base-url, or the reference engine started on a free port
@@ -68,7 +84,8 @@ def engine(eventgate_settings: Settings, request: pytest.FixtureRequest,
     dsn = engine_login_dsn(db.dsn, security.engine_role) if security and owned else db.dsn
     with engine_process(dsn, workdir=tmp_path_factory.mktemp("engine"),
                         admin_token=secrets.token_urlsafe(16),
-                        app_factory=eventgate_settings.engine_factory) as running:
+                        app_factory=eventgate_settings.engine_factory,
+                        launcher=request.getfixturevalue("engine_launcher")) as running:
         yield running
 
 
@@ -144,14 +161,17 @@ def intruder(request: pytest.FixtureRequest, engine_conn: psycopg.Connection,
 
 
 @pytest.fixture
-def start_engine(eventgate_settings: Settings, tmp_path: Path) -> Callable[
+def start_engine(eventgate_settings: Settings, tmp_path: Path,
+                 request: pytest.FixtureRequest) -> Callable[
         ..., contextlib.AbstractContextManager[RunningEngine]]:
     """Start another engine (a broken plugin, a database that goes away) for one test."""
     if eventgate_settings.base_url:
         pytest.skip("starts engines of its own; runs without --base-url")
+    warm = request.getfixturevalue("engine_launcher")
 
     def start(dsn: str, **options: Any) -> contextlib.AbstractContextManager[RunningEngine]:
         options.setdefault("app_factory", eventgate_settings.engine_factory)
+        options.setdefault("launcher", warm)
         return engine_process(dsn, workdir=tmp_path, **options)
 
     return start

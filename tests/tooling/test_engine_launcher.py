@@ -1,0 +1,79 @@
+"""The engine launcher (eventgate.engine.launcher): engines forked from one process that has
+imported the web stack are separate engines over real HTTP, each with its own settings, a
+start-up failure reads as it does for a new interpreter, and closing the launcher stops every
+engine it forked."""
+
+import contextlib
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eventgate.engine import launcher, store
+from eventgate.engine.identity import TokenKeys
+from eventgate.engine.process import engine_process
+from eventgate.errors import EventgateError
+from eventgate.pg.databases import Database
+
+pytestmark = pytest.mark.skipif(not launcher.available(), reason="needs os.pidfd_open (Linux)")
+
+
+def test_engines_forked_by_one_launcher_each_serve_their_own_settings(
+        engine_database: Database, tmp_path: Path) -> None:
+    warm = launcher.Launcher(tmp_path / "launcher.log")
+    keys = [TokenKeys.generate(), TokenKeys.generate()]
+    try:
+        with contextlib.ExitStack() as stack:
+            engines = [stack.enter_context(engine_process(
+                engine_database.dsn, workdir=tmp_path, token_keys=k, launcher=warm,
+                admin_token=f"admin-{n}")) for n, k in enumerate(keys)]
+            with engine_database.connect(read_only=True) as conn:
+                tenant = store.busiest_tenant(conn)
+            assert tenant is not None
+            for n, engine in enumerate(engines):
+                assert httpx.get(f"{engine.url}/health").status_code == 200
+                own = httpx.get(f"{engine.url}/api/events", headers=engine.as_tenant(tenant))
+                other = httpx.get(f"{engine.url}/api/events",
+                                  headers=engines[1 - n].as_tenant(tenant))
+                assert own.status_code == 200, own.text
+                assert other.status_code == 401, other.text
+                wrong_admin = httpx.post(f"{engine.url}/api/plugins/reload",
+                                         headers={"Authorization": f"Bearer admin-{1 - n}"})
+                assert wrong_admin.status_code in (401, 403), wrong_admin.text
+                assert engine.log is not None
+                assert "serving the engine on" in engine.log.read_text()
+    finally:
+        warm.close()
+
+
+def test_an_engine_that_cannot_start_is_reported_with_its_exit_code_and_log(
+        engine_database: Database, tmp_path: Path) -> None:
+    warm = launcher.Launcher(tmp_path / "launcher.log")
+    try:
+        for given in (warm, None):  # forked, then a new interpreter: the same report
+            with pytest.raises(EventgateError) as failed, engine_process(
+                    engine_database.dsn, workdir=tmp_path, launcher=given,
+                    app_factory="no_such_engine_module:create"):
+                pass
+            assert "exited with code 1 during start-up" in str(failed.value)
+            assert "no_such_engine_module" in str(failed.value)
+    finally:
+        warm.close()
+
+
+def test_closing_the_launcher_stops_the_engines_it_forked(engine_database: Database,
+                                                          tmp_path: Path) -> None:
+    warm = launcher.Launcher(tmp_path / "launcher.log")
+    with engine_process(engine_database.dsn, workdir=tmp_path, launcher=warm) as engine:
+        assert httpx.get(f"{engine.url}/health").status_code == 200
+        warm.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{engine.url}/health", timeout=1)
+            except httpx.TransportError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the engine on {engine.url} still answers after its launcher closed")
