@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventgate import http_client
 from eventgate.bundle import Bundle
 from eventgate.engine.process import RunningEngine
 from eventgate.migrate.runner import Runner
@@ -68,9 +69,9 @@ def test_a_broken_plugin_is_reported_and_never_takes_the_engine_down(
         start_engine, engine_database, busy_tenant: UUID) -> None:  # type: ignore[no-untyped-def]
     env = {**PLUGINS_ENV, "EVENTGATE_EXTRA_PLUGINS": "broken=broken_plugin:plugin"}
     with start_engine(engine_database.dsn, env=env) as engine:
-        report = httpx.get(f"{engine.url}/api/plugins").json()
-        health = httpx.get(f"{engine.url}/health")
-        listed = httpx.get(f"{engine.url}/api/events",
+        report = http_client.get(f"{engine.url}/api/plugins").json()
+        health = http_client.get(f"{engine.url}/health")
+        listed = http_client.get(f"{engine.url}/api/events",
                            headers=engine.as_tenant(busy_tenant))
     assert [e["plugin"] for e in report["errors"]] == ["broken"]
     assert "not installed (on purpose)" in report["errors"][0]["error"]
@@ -87,12 +88,12 @@ def test_reload_needs_the_admin_token_and_picks_up_a_repaired_plugin(
     env = {**PLUGINS_ENV, "EVENTGATE_EXTRA_PLUGINS": "party=flaky_plugin:party",
            "EVENTGATE_FLAKY_PLUGIN_BLOCK": str(block)}
     with start_engine(engine_database.dsn, env=env, admin_token="s3cret-token") as engine:
-        before = httpx.get(f"{engine.url}/api/plugins").json()
+        before = http_client.get(f"{engine.url}/api/plugins").json()
         block.unlink()
-        refused = httpx.post(f"{engine.url}/api/plugins/reload")
-        wrong = httpx.post(f"{engine.url}/api/plugins/reload",
+        refused = http_client.post(f"{engine.url}/api/plugins/reload")
+        wrong = http_client.post(f"{engine.url}/api/plugins/reload",
                            headers={"Authorization": "Bearer nope"})
-        reloaded = httpx.post(f"{engine.url}/api/plugins/reload",
+        reloaded = http_client.post(f"{engine.url}/api/plugins/reload",
                               headers={"Authorization": "Bearer s3cret-token"})
     assert "party" not in before["available_types"] and before["errors"][0]["plugin"] == "party"
     assert refused.status_code == wrong.status_code == 401
@@ -103,7 +104,7 @@ def test_reload_needs_the_admin_token_and_picks_up_a_repaired_plugin(
 
 
 def _health(engine: RunningEngine) -> httpx.Response:
-    return httpx.get(f"{engine.url}/health", timeout=10)
+    return http_client.get(f"{engine.url}/health", timeout=10)
 
 
 def _wait_for(engine: RunningEngine, status: int) -> httpx.Response:

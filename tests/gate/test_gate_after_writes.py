@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventgate import http_client
 from eventgate.engine.launcher import Launcher
 from eventgate.engine.process import RunningEngine, engine_process
 from eventgate.gate.run import run_gate
@@ -79,7 +80,7 @@ def test_writes_after_the_migration_gate_go_and_a_defect_among_them_no_go(
     db = databases.create("written", template=migrated_template.name)
     try:
         with engine_process(db.dsn, workdir=tmp_path, launcher=engine_launcher) as engine:
-            with httpx.Client(base_url=engine.url, timeout=15) as api:
+            with http_client.client(base_url=engine.url, timeout=15) as api:
                 _engine_writes(api, engine, db)
             _legacy_writes(db)
             clean = run_gate(dsn=db.dsn, base_url=engine.url, bundle=None, scale=None,

@@ -14,6 +14,7 @@ import httpx
 import psycopg
 import pytest
 
+from eventgate import http_client
 from eventgate.bundle import Bundle
 from eventgate.engine.process import RunningEngine
 from eventgate.pg.databases import Database
@@ -41,7 +42,7 @@ def broken_api(start_engine: Callable[..., Any],
         # As the suite's superuser, past row-level security: these prove the HTTP gates on
         # their own, as on an engine whose database has no such wall.
         with start_engine(engine_database.dsn, app_factory=f"engine_faults:{fault}",
-                          env=FAULTS_ENV) as engine, httpx.Client(base_url=engine.url,
+                          env=FAULTS_ENV) as engine, http_client.client(base_url=engine.url,
                                                                   timeout=15) as client:
             yield client, engine.as_tenant
     return serve

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from psycopg import sql
 
+from eventgate import http_client
 from eventgate.bundle import Bundle
 from eventgate.bundle_security import RowSecurity
 from eventgate.checks.row_security import engine_role_held, table_guarded, tenant_view
@@ -62,7 +63,7 @@ def as_engine(start_engine: Callable[..., Any], migrated_db: Database,
     def serve(factory: str) -> Iterator[tuple[httpx.Client, RunningEngine]]:
         dsn = engine_login_dsn(migrated_db.dsn, security.engine_role)
         with start_engine(dsn, app_factory=factory, env=FIXTURES_ENV) as engine, \
-                httpx.Client(base_url=engine.url, timeout=15) as client:
+                http_client.client(base_url=engine.url, timeout=15) as client:
             yield client, engine
     return serve
 

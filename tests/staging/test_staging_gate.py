@@ -49,6 +49,7 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from eventgate import http_client
 from eventgate.bundle import load_bundle
 from eventgate.engine.identity import KEYS_ENV
 from eventgate.engine.process import engine_process
@@ -346,7 +347,7 @@ def _wait_for_health(url: str, timeout: float = 30.0) -> None:
     last = ""
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.TransportError):
-            response = httpx.get(f"{url}/health", timeout=5)
+            response = http_client.get(f"{url}/health", timeout=5)
             if response.status_code == 200:
                 return
             last = f"{response.status_code} {response.text[:300]}"

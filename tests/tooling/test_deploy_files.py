@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from eventgate import http_client
 from eventgate.pg.databases import Database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +82,7 @@ def test_the_images_entry_command_serves_from_an_installed_wheel(
         deadline, answer = time.monotonic() + 60, None
         while time.monotonic() < deadline and engine.poll() is None:
             try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                answer = http_client.get(f"http://127.0.0.1:{port}/health", timeout=2)
                 break
             except httpx.TransportError:
                 time.sleep(0.2)

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventgate import http_client
 from eventgate.engine import launcher, store
 from eventgate.engine.identity import TokenKeys
 from eventgate.engine.process import engine_process
@@ -32,13 +33,13 @@ def test_engines_forked_by_one_launcher_each_serve_their_own_settings(
                 tenant = store.busiest_tenant(conn)
             assert tenant is not None
             for n, engine in enumerate(engines):
-                assert httpx.get(f"{engine.url}/health").status_code == 200
-                own = httpx.get(f"{engine.url}/api/events", headers=engine.as_tenant(tenant))
-                other = httpx.get(f"{engine.url}/api/events",
+                assert http_client.get(f"{engine.url}/health").status_code == 200
+                own = http_client.get(f"{engine.url}/api/events", headers=engine.as_tenant(tenant))
+                other = http_client.get(f"{engine.url}/api/events",
                                   headers=engines[1 - n].as_tenant(tenant))
                 assert own.status_code == 200, own.text
                 assert other.status_code == 401, other.text
-                wrong_admin = httpx.post(f"{engine.url}/api/plugins/reload",
+                wrong_admin = http_client.post(f"{engine.url}/api/plugins/reload",
                                          headers={"Authorization": f"Bearer admin-{1 - n}"})
                 assert wrong_admin.status_code in (401, 403), wrong_admin.text
                 assert engine.log is not None
@@ -66,12 +67,12 @@ def test_closing_the_launcher_stops_the_engines_it_forked(engine_database: Datab
                                                           tmp_path: Path) -> None:
     warm = launcher.Launcher(tmp_path / "launcher.log")
     with engine_process(engine_database.dsn, workdir=tmp_path, launcher=warm) as engine:
-        assert httpx.get(f"{engine.url}/health").status_code == 200
+        assert http_client.get(f"{engine.url}/health").status_code == 200
         warm.close()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"{engine.url}/health", timeout=1)
+                http_client.get(f"{engine.url}/health", timeout=1)
             except httpx.TransportError:
                 break
             time.sleep(0.05)

@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
+from eventgate import http_client
 from eventgate.bundle import load_bundle
 from eventgate.engine.launcher import Launcher
 from eventgate.engine.process import engine_process
@@ -194,7 +194,7 @@ def test_the_guide_end_to_end_with_its_own_settings(guide: Guide, tmp_path: Path
         assert "emergency rollback completed" in out
         # The new engine, still running against the database now back before the migration,
         # says it is not ready rather than serve a schema it does not know.
-        assert httpx.get(f"{engine.url}/health", timeout=10).status_code == 503
+        assert http_client.get(f"{engine.url}/health", timeout=10).status_code == 503
     assert guide.query("SELECT to_regclass('events')") is None
     assert guide.query("SELECT count(*) FROM wedding_invitations") == guests
     kept = guide.query(f"SELECT count(*) FROM pg_database WHERE datname LIKE "

@@ -15,10 +15,10 @@ from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from fixtures.traffic import users
 
+from eventgate import http_client
 from eventgate.engine import store
 from eventgate.engine.process import RunningEngine
 from eventgate.pg.databases import Database
@@ -106,7 +106,7 @@ def test_a_green_that_degrades_after_the_switch_is_switched_back_to_blue(
             env=env, token_keys=blue.token_keys) as green, slack() as (hook, posted):
         result, work = _deploy(tmp_path, engine_database, blue, green, "60s",
                                          SLACK_WEBHOOK_URL=hook)
-        green_after = httpx.get(f"{green.url}/health", timeout=10).status_code
+        green_after = http_client.get(f"{green.url}/health", timeout=10).status_code
     out = result.stdout + result.stderr
     assert result.returncode == 4, out
     marks = {p.name for p in (work / "marks").iterdir()}

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventgate import http_client
 from eventgate.engine.process import RunningEngine
 from eventgate.watch.thresholds import Thresholds
 
@@ -99,7 +100,7 @@ def _metric_names(expr: str) -> set[str]:
 
 
 def _exported(engine: RunningEngine) -> set[str]:
-    text = httpx.get(f"{engine.url}/metrics", timeout=10).text
+    text = http_client.get(f"{engine.url}/metrics", timeout=10).text
     return {sample.name for family in text_string_to_metric_families(text)
             for sample in family.samples}
 

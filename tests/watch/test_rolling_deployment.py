@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventgate import http_client
 from eventgate.pg.databases import Database
 
 pytestmark = [pytest.mark.destructive, pytest.mark.functional]
@@ -62,7 +63,7 @@ class Fleet:
 
     def healthy(self, i: int) -> bool:
         try:
-            return httpx.get(f"{self.url(i)}/health", timeout=5).status_code == 200
+            return http_client.get(f"{self.url(i)}/health", timeout=5).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 from fixtures.traffic import users
 
+from eventgate import http_client
 from eventgate.engine import store
 from eventgate.engine.process import RunningEngine
 from eventgate.pg.databases import Database
@@ -107,7 +107,7 @@ def test_a_restarted_engine_is_a_restart_not_a_negative_rate(
         start_engine: Start, engine_database: Database) -> None:
     tenant = _tenant(engine_database)
     judge = Judge(Thresholds(max_restarts=1))
-    with httpx.Client(timeout=10) as client:
+    with http_client.client(timeout=10) as client:
         with start_engine(engine_database.dsn) as first:
             with traffic(first, tenant):
                 time.sleep(1.5)

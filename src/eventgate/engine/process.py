@@ -16,6 +16,7 @@ from uuid import UUID
 
 import httpx
 
+from eventgate import http_client
 from eventgate.engine.identity import KEYS_ENV, TokenKeys, issue
 from eventgate.engine.launcher import ForkedEngine, Launcher
 from eventgate.errors import EventgateError
@@ -55,7 +56,7 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes] | ForkedEng
             raise EventgateError(f"the engine exited with code {process.returncode} during "
                                  f"start-up; its log ends with: {log.read_text()[-800:]}")
         with contextlib.suppress(httpx.TransportError):
-            httpx.get(f"{url}/health", timeout=2)
+            http_client.get(f"{url}/health", timeout=2)
             return
         time.sleep(0.05)
     raise EventgateError(f"the engine did not answer on {url} within {READY_TIMEOUT_S:.0f} s")

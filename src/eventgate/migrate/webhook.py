@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from eventgate import http_client
 from eventgate.errors import ConfigError
 from eventgate.migrate.delivery import (
     DEFAULT_GRACE_S,
@@ -74,7 +75,7 @@ class WebhookQueue(DeliveryQueue):
         return _mrkdwn(text)
 
     def _session(self) -> httpx.Client:
-        return httpx.Client(timeout=self.timeout_s, follow_redirects=False)
+        return http_client.client(timeout=self.timeout_s, follow_redirects=False)
 
     def _deliver(self, session: Any, text: str) -> str | None:
         """None when delivered, else a short kind of failure for the summary. Exception texts

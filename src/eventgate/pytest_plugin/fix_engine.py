@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from eventgate import http_client
 from eventgate.credentials import NoCredential, TenantCredentials, read_tokens_file
 from eventgate.engine import launcher, store
 from eventgate.engine.identity import KEYS_ENV, TokenKeys
@@ -121,7 +122,7 @@ def as_tenant(tenant_credentials: TenantCredentials) -> AsTenant:
 def api(engine: RunningEngine) -> Iterator[httpx.Client]:
     """An HTTP client for the engine; each request and its response (credentials masked) is
     attached to the test's Allure result when allure-pytest collects results."""
-    with httpx.Client(base_url=engine.url, timeout=15,
+    with http_client.client(base_url=engine.url, timeout=15,
                       event_hooks=HttpExchanges().event_hooks) as client:
         yield client
 

@@ -13,6 +13,7 @@ import psycopg
 
 import eventgate
 from eventgate import dsn as dsn_mod
+from eventgate import http_client
 from eventgate.bundle import load_bundle
 from eventgate.errors import EventgateError
 from eventgate.migrate import ledger
@@ -107,7 +108,7 @@ def _engine(settings: Settings) -> dict[str, str]:
     base = settings.base_url.rstrip("/")
     properties = {"engine": f"external, {redact_url(base)}"}
     try:
-        response = httpx.get(f"{base}/health", timeout=3)
+        response = http_client.get(f"{base}/health", timeout=3)
         version = response.json().get("version")
     except (httpx.HTTPError, ValueError, AttributeError) as exc:
         version = None

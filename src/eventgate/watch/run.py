@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from eventgate import http_client
 from eventgate.watch.checklist import Item, answer
 from eventgate.watch.judging import Breach, Judge
 from eventgate.watch.scrape import Sample, quantile, take
@@ -85,7 +86,7 @@ def watch(base_url: str, *, duration_s: float, interval_s: float, thresholds: Th
     misses = 0
     begin = time.monotonic()
     timeout = httpx.Timeout(max(1.0, min(interval_s, 10.0)))
-    with httpx.Client(timeout=timeout) as client:
+    with http_client.client(timeout=timeout) as client:
         n = 0
         while True:
             sample = take(client, base_url)
