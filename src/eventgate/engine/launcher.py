@@ -55,9 +55,11 @@ class ForkedEngine:
         self._pidfd = os.pidfd_open(pid)
         self.returncode: int | None = None
 
-    def _exited(self, timeout: float) -> bool:
-        readable, _, _ = select.select([self._pidfd], [], [], timeout)
-        return bool(readable)
+    def _exited(self, timeout: float | None) -> bool:
+        """Whether the engine has exited, waiting up to `timeout` seconds (None: until it has)."""
+        watch = select.poll()
+        watch.register(self._pidfd, select.POLLIN)
+        return bool(watch.poll(None if timeout is None else timeout * 1000))
 
     def poll(self) -> int | None:
         if self.returncode is None and self._exited(0):
@@ -67,16 +69,18 @@ class ForkedEngine:
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            if not self._exited(timeout if timeout is not None else 1e9):
+            if not self._exited(timeout):
                 raise subprocess.TimeoutExpired(f"engine {self.pid}", timeout or 0)
             self.poll()
         assert self.returncode is not None
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
+        # Through the pidfd: once the launcher has reaped the engine its pid may be another
+        # process's, the pidfd never is.
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
+                signal.pidfd_send_signal(self._pidfd, signum)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
