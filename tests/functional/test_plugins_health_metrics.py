@@ -72,7 +72,7 @@ def test_a_broken_plugin_is_reported_and_never_takes_the_engine_down(
         report = http_client.get(f"{engine.url}/api/plugins").json()
         health = http_client.get(f"{engine.url}/health")
         listed = http_client.get(f"{engine.url}/api/events",
-                           headers=engine.as_tenant(busy_tenant))
+                                 headers=engine.as_tenant(busy_tenant))
     assert [e["plugin"] for e in report["errors"]] == ["broken"]
     assert "not installed (on purpose)" in report["errors"][0]["error"]
     assert health.status_code == 200
@@ -92,9 +92,9 @@ def test_reload_needs_the_admin_token_and_picks_up_a_repaired_plugin(
         block.unlink()
         refused = http_client.post(f"{engine.url}/api/plugins/reload")
         wrong = http_client.post(f"{engine.url}/api/plugins/reload",
-                           headers={"Authorization": "Bearer nope"})
+                                 headers={"Authorization": "Bearer nope"})
         reloaded = http_client.post(f"{engine.url}/api/plugins/reload",
-                              headers={"Authorization": "Bearer s3cret-token"})
+                                    headers={"Authorization": "Bearer s3cret-token"})
     assert "party" not in before["available_types"] and before["errors"][0]["plugin"] == "party"
     assert refused.status_code == wrong.status_code == 401
     assert "s3cret-token" not in refused.text + wrong.text

@@ -43,7 +43,7 @@ def broken_api(start_engine: Callable[..., Any],
         # their own, as on an engine whose database has no such wall.
         with start_engine(engine_database.dsn, app_factory=f"engine_faults:{fault}",
                           env=FAULTS_ENV) as engine, http_client.client(base_url=engine.url,
-                                                                  timeout=15) as client:
+                                                                        timeout=15) as client:
             yield client, engine.as_tenant
     return serve
 

@@ -36,11 +36,11 @@ def test_engines_forked_by_one_launcher_each_serve_their_own_settings(
                 assert http_client.get(f"{engine.url}/health").status_code == 200
                 own = http_client.get(f"{engine.url}/api/events", headers=engine.as_tenant(tenant))
                 other = http_client.get(f"{engine.url}/api/events",
-                                  headers=engines[1 - n].as_tenant(tenant))
+                                        headers=engines[1 - n].as_tenant(tenant))
                 assert own.status_code == 200, own.text
                 assert other.status_code == 401, other.text
                 wrong_admin = http_client.post(f"{engine.url}/api/plugins/reload",
-                                         headers={"Authorization": f"Bearer admin-{1 - n}"})
+                                               headers={"Authorization": f"Bearer admin-{1 - n}"})
                 assert wrong_admin.status_code in (401, 403), wrong_admin.text
                 assert engine.log is not None
                 assert "serving the engine on" in engine.log.read_text()

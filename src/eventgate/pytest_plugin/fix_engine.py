@@ -123,7 +123,7 @@ def api(engine: RunningEngine) -> Iterator[httpx.Client]:
     """An HTTP client for the engine; each request and its response (credentials masked) is
     attached to the test's Allure result when allure-pytest collects results."""
     with http_client.client(base_url=engine.url, timeout=15,
-                      event_hooks=HttpExchanges().event_hooks) as client:
+                            event_hooks=HttpExchanges().event_hooks) as client:
         yield client
 
 
