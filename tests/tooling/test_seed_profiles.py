@@ -171,6 +171,19 @@ def test_a_seed_gives_the_same_rows_and_another_seed_other_rows(name: str) -> No
     assert all(a != b for a, b in zip(first, other, strict=True))
 
 
+@pytest.mark.parametrize("name", ["small", *PROFILES])
+@pytest.mark.parametrize("seed", [509415, 7])
+def test_every_data_set_holds_a_guest_name_a_short_copy_would_cut(name: str, seed: int) -> None:
+    # Seed 509415 drew no name past 20 characters: 010-truncates-guest-names went unseen on it
+    # and the change-record proof failed on a healthy bundle.
+    base = scale(name) if name == "small" else profile(name)
+    guests = _rows(replace(base, seed=seed))[2]
+    long_names = [g for g in guests if len(str(g[2])) > 40]
+    assert long_names, f"no guest name over 40 characters in {name} with seed {seed}"
+    # Away from the first 80 guests, which the change-record tests write to.
+    assert all(int(str(g[0])) > 80 for g in long_names), long_names
+
+
 def _fingerprint(db: Database) -> list[str]:
     with db.connect() as conn:
         return [str(_one(conn, "SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) "
