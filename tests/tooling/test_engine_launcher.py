@@ -4,6 +4,8 @@ start-up failure reads as it does for a new interpreter, and closing the launche
 engine it forked."""
 
 import contextlib
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -69,12 +71,30 @@ def test_closing_the_launcher_stops_the_engines_it_forked(engine_database: Datab
     with engine_process(engine_database.dsn, workdir=tmp_path, launcher=warm) as engine:
         assert http_client.get(f"{engine.url}/health").status_code == 200
         warm.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                http_client.get(f"{engine.url}/health", timeout=1)
-            except httpx.TransportError:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"the engine on {engine.url} still answers after its launcher closed")
+        assert _stops_answering(engine.url), f"{engine.url} still answers after its launcher closed"
+
+
+def _stops_answering(url: str, within_s: float = 15) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            http_client.get(f"{url}/health", timeout=1)
+        except httpx.TransportError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_an_engine_stops_when_its_launcher_is_killed_outright(engine_database: Database,
+                                                              tmp_path: Path) -> None:
+    # SIGKILL runs no finally: the engine hears of it from the kernel (PR_SET_PDEATHSIG), and
+    # leaving engine_process still reads the engine's end without the launcher.
+    warm = launcher.Launcher(tmp_path / "launcher.log")
+    try:
+        with engine_process(engine_database.dsn, workdir=tmp_path, launcher=warm) as engine:
+            assert http_client.get(f"{engine.url}/health").status_code == 200
+            assert warm.pid is not None
+            os.kill(warm.pid, signal.SIGKILL)
+            assert _stops_answering(engine.url), f"{engine.url} still answers"
+    finally:
+        warm.close()

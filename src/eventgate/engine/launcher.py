@@ -123,6 +123,11 @@ class Launcher:
                                  f"{answer['error']}")
         return answer
 
+    @property
+    def pid(self) -> int | None:
+        """The launcher process's pid, once it runs."""
+        return self._process.pid if self._process is not None else None
+
     def _tail(self) -> str:
         try:
             return self._log.read_text(errors="replace").strip()[-800:] or "(nothing)"
@@ -135,8 +140,12 @@ class Launcher:
         return ForkedEngine(self, int(answer["pid"]))
 
     def exit_code(self, pid: int) -> int:
-        """How a forked engine ended; -1 when the launcher no longer knows (it was closed)."""
-        code = self._ask({"status": pid}, start=False).get("code")
+        """How a forked engine ended; -1 when the launcher no longer knows (it was closed, or
+        it stopped with the session, as on Ctrl-C, where the engine's exit is all that counts)."""
+        try:
+            code = self._ask({"status": pid}, start=False).get("code")
+        except EventgateError:
+            return -1
         return int(code) if code is not None else -1
 
     def close(self) -> None:
@@ -158,12 +167,27 @@ class Launcher:
 
 # The launcher process itself.
 
-def _child(request: dict[str, Any]) -> None:
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _stop_with_launcher(launcher_pid: int) -> None:
+    """SIGTERM to this engine if the launcher dies, even by SIGKILL, which no finally survives:
+    an engine left behind would hold its port and its database connections."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != launcher_pid:  # it died before prctl took effect
+        os._exit(1)
+
+
+def _child(request: dict[str, Any], launcher_pid: int) -> None:
     """In the forked child: become `eventgate <argv>` as a new process would be; never returns."""
     code = 1
     try:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        _stop_with_launcher(launcher_pid)
         null = os.open(os.devnull, os.O_RDONLY)
         out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(null, 0)
@@ -248,12 +272,12 @@ def serve_requests() -> None:
                 _answer(sys.stdout, {"code": codes.get(pid)})
                 continue
             try:
-                pid = os.fork()
+                launcher_pid, pid = os.getpid(), os.fork()
             except OSError as exc:
                 _answer(sys.stdout, {"error": f"fork failed: {exc}"})
                 continue
             if pid == 0:
-                _child(request)
+                _child(request, launcher_pid)
             children.add(pid)
             _answer(sys.stdout, {"pid": pid})
     finally:
