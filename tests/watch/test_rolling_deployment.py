@@ -87,11 +87,7 @@ class Fleet:
             subprocess.run(["bash", "-c", self.start_cmd], check=True, env={
                 **os.environ, "INSTANCE": str(i), "NEW_VERSION": version})
         for i in range(1, INSTANCES + 1):
-            for _ in range(150):
-                if self.healthy(i):
-                    break
-                subprocess.run(["sleep", "0.1"], check=True)
-            assert self.healthy(i), (self.root / "logs" / f"{i}-{version}").read_text()
+            assert self.answers_healthy(i), self.log_of(i)
 
     def stop_all(self) -> None:
         for pid_file in (self.root / "pids").iterdir():
