@@ -123,8 +123,9 @@ def retry_on_lock_timeout(
             if n == retries:
                 cause = ("a deadlock" if isinstance(exc, errors.DeadlockDetected)
                          else f"lock_timeout ({lock_timeout_ms} ms)")
+                tries = f"{retries + 1} attempts, the last" if retries else "1 attempt,"
                 raise MigrationError(
-                    f"{what} could not take its locks: {retries + 1} attempts, the last ended by "
+                    f"{what} could not take its locks: {tries} ended by "
                     f"{cause}; {blockers(conn)}; let them finish or end them, then run "
                     "again"
                 ) from exc
