@@ -55,6 +55,30 @@ class RollbackCheck:
         self._lock(identity)
         return LegacyBefore(identity, self._content(identity), {})
 
+    def _lock(self, identity: Identity) -> None:
+        """Writes wait until this step commits; reads go on where they can.
+
+        A write through a view locks the view first, then the tables under it, and an UPDATE
+        takes ACCESS SHARE on the view before its ROW EXCLUSIVE. The step then moves the view,
+        which needs ACCESS EXCLUSIVE: taken after a SHARE, that upgrade met an UPDATE holding
+        its ACCESS SHARE and waiting behind the SHARE, and PostgreSQL ended the step as a
+        deadlock (tests/runner/test_rollback_lock_order.py). So a view gets its ACCESS
+        EXCLUSIVE first, alone, as the writers lock it, and a write that comes later waits at
+        the view holding nothing. LOCK TABLE on a view would take the same mode on the tables
+        under it and stop the engine's reads; an ALTER VIEW to its own owner takes the view's
+        lock alone and changes nothing. Then SHARE on every name (on a view, on the tables
+        under it too), as before."""
+        for name, (oid, _, kind) in identity.items():
+            if kind == "v":
+                row = self.conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class "
+                                        "WHERE oid = %s", (oid,)).fetchone()
+                assert row is not None
+                self.conn.execute(sql.SQL("ALTER VIEW {} OWNER TO {}").format(
+                    sql.Identifier("public", name), sql.Identifier(str(row[0]))))
+        if identity:
+            self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                sql.SQL(", ").join(sql.Identifier("public", n) for n in identity)))
+
     def verify(self, migration: Migration, entry: LedgerEntry, before: LegacyBefore,
                warn: Callable[[str], None]) -> str:
         """After the script, in the same transaction: what the step was checked against, or a
@@ -92,13 +116,6 @@ class RollbackCheck:
                 found[name] = (int(row[0]), int(row[1]), str(row[2]))
         return found
 
-    def _lock(self, names: Iterable[str]) -> None:
-        """SHARE on the legacy tables, or on the views holding their names (which locks the
-        tables behind them too): reads go on, writes wait until this step commits."""
-        names = list(names)
-        if names:
-            self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
-                sql.SQL(", ").join(sql.Identifier("public", n) for n in names)))
 
     def _written_rows(self, identity: Identity) -> dict[str, int]:
         """Rows this session has inserted, updated or deleted in each table and not yet
