@@ -135,6 +135,17 @@ class Changes:
     def unchanged(self, key: sql.Composable) -> sql.Composable:
         return unchanged(self.log, self.relation, key)
 
+    def unchanged_here(self, key: sql.Composable) -> sql.Composable:
+        """unchanged(), for a query run in the snapshot these figures were read in (the
+        caller's, or its readers' copy of it): plain TRUE when the record holds no key of the
+        relation there, which leaves out nothing either way. Without the anti-join each row
+        would probe, PostgreSQL merges both sides straight from their keys' indexes; at 10M
+        guests parity's read of half the key took 14.9 s instead of 21.1 s. The SQL shown to
+        reproduce a finding keeps the predicate: run later, the record may hold keys."""
+        if self.log is None or not any(self.by_origin.values()):
+            return sql.SQL("TRUE")
+        return self.unchanged(key)
+
     def recorded(self, key: sql.Composable, key_type: str) -> sql.Composable:
         """True for a row whose key the record holds, the record's text cast back to the key's
         type so that the key's index finds the rows (the triggers write key::text). Only for

@@ -89,11 +89,12 @@ def _compare(name: str, column: ColumnMapping, target: str) -> ComparedColumn:
 
 
 def _sides(mapping: TableMapping, changes: Changes | None, key_range: KeyRange | None,
-           also: Sequence[sql.Composable] = ()
+           also: Sequence[sql.Composable] = (), here: bool = False
            ) -> tuple[sql.Composed, sql.Composed, list[sql.Composable]]:
     """The legacy and the migrated side as `SELECT key AS k, <compared columns>`, and the typed
     IS DISTINCT FROM of each compared column between them (as l and m); `also`: expressions
-    over the migrated row t, as m.x0, m.x1, ..."""
+    over the migrated row t, as m.x0, m.x1, ...; `here`: run in the snapshot `changes` was
+    read in (Changes.unchanged_here), not shown to a person."""
     columns = compared_columns(mapping)
     key = mapping.columns[mapping.key]
     assert key.kind == "column", "the key must be copied unchanged"
@@ -103,8 +104,9 @@ def _sides(mapping: TableMapping, changes: Changes | None, key_range: KeyRange |
     legacy_where: list[sql.Composable] = []
     migrated_where: list[sql.Composable] = [sql.SQL(mapping.filter)] if mapping.filter else []
     if changes is not None and changes.log is not None:
-        legacy_where.append(changes.unchanged(legacy_key))
-        migrated_where.append(changes.unchanged(migrated_key))
+        keep = changes.unchanged_here if here else changes.unchanged
+        legacy_where.append(keep(legacy_key))
+        migrated_where.append(keep(migrated_key))
     if key_range is not None:
         legacy_where.append(key_range.predicate(legacy_key))
         migrated_where.append(key_range.predicate(migrated_key))
@@ -126,13 +128,13 @@ def _sides(mapping: TableMapping, changes: Changes | None, key_range: KeyRange |
 
 
 def parity_query(mapping: TableMapping, changes: Changes | None = None,
-                 key_range: KeyRange | None = None) -> sql.Composed:
+                 key_range: KeyRange | None = None, here: bool = False) -> sql.Composed:
     """The differing rows: key, which side lacks it, the changed columns, both sides' values;
     with `changes`, keys written since the migration are left out of both sides; with
-    `key_range`, only keys in it, on both sides."""
+    `key_range`, only keys in it, on both sides; `here` as _sides has it."""
     columns = compared_columns(mapping)
     names = [sql.Identifier(c.name) for c in columns]
-    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range)
+    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range, here=here)
     changed = sql.SQL("array_remove(ARRAY[{}]::text[], NULL)").format(sql.SQL(", ").join(
         sql.SQL("CASE WHEN {} THEN {} END").format(d, sql.Literal(c.name))
         for d, c in zip(distinct, columns, strict=True)))
@@ -152,7 +154,8 @@ def counted_query(mapping: TableMapping, changes: Changes | None = None,
     side holds, the keys on both whose rows differ, and for each condition in `also` (over the
     migrated row t) the migrated rows it holds for. With keys unique and NOT NULL on both
     sides, that is the row counts' answer too (eventgate.checks.table_pass)."""
-    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range, also)
+    legacy_side, migrated_side, distinct = _sides(mapping, changes, key_range, also,
+                                                  here=True)
     return sql.SQL(
         "SELECT count(l.k), count(m.k), count(*) FILTER (WHERE m.k IS NULL), "
         "count(*) FILTER (WHERE l.k IS NULL), "
@@ -249,8 +252,8 @@ def content_parity(conn: psycopg.Connection, mapping: TableMapping, sample_limit
 def tally_range(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
                 key_range: KeyRange | None, sample_limit: int = 10) -> Tally:
     """The differing rows of (a range of) the key, counted and sampled."""
-    return _tally(conn, parity_query(mapping, changes, key_range), compared_columns(mapping),
-                  sample_limit)
+    return _tally(conn, parity_query(mapping, changes, key_range, here=True),
+                  compared_columns(mapping), sample_limit)
 
 
 def parity_finding(mapping: TableMapping, found: Tally, changes: Changes, reproduce: str,

@@ -77,8 +77,11 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
     key = sql.SQL("r.{}").format(sql.Identifier(mapping.key))
     view_name = mapping.view
 
-    def sides(changes: Changes, key_range: KeyRange | None) -> tuple[sql.Composed, ...]:
-        conditions = [changes.unchanged(key)] if changes.log else []
+    def sides(changes: Changes, key_range: KeyRange | None,
+              here: bool = True) -> tuple[sql.Composed, ...]:
+        """Both sides' rows; `here`: read now, in the snapshot (Changes.unchanged_here)."""
+        conditions = [(changes.unchanged_here if here else changes.unchanged)(key)
+                      ] if changes.log else []
         if key_range is not None:
             conditions.append(key_range.predicate(key))
         where = where_clause(conditions)
@@ -96,7 +99,7 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
         with one_snapshot(conn):
             changes = read_changes(conn, log, mapping.target)
             by_key = unique_by(conn, mapping.legacy_source, mapping.key) is not None
-            view, legacy = sides(changes, None)
+            view, legacy = sides(changes, None, here=False)
             reproduce = (sql.SQL("{} EXCEPT ALL {}").format(legacy, view).as_string(conn)
                          + ";  -- and the other way round")
             parts = over_key(conn, readers, mapping.legacy_source, mapping.key, both_ways)
