@@ -31,8 +31,9 @@ def test_view_has_the_legacy_columns_names_order_and_types(target_conn: psycopg.
 
 
 def test_view_never_returns_null_where_the_legacy_table_forbade_it(
-        target_conn: psycopg.Connection, view_mapping: TableMapping) -> None:
-    hold(view_nullability(target_conn, view_mapping))
+        target_conn: psycopg.Connection, view_mapping: TableMapping,
+        target_readers: Readers) -> None:
+    hold(view_nullability(target_conn, view_mapping, readers=target_readers))
 
 
 def test_a_report_through_the_view_may_use_every_core(target_conn: psycopg.Connection,

@@ -12,7 +12,7 @@ from eventgate.checks.key_ranges import Readers
 from eventgate.checks.lock_lint import lint_bundle
 from eventgate.checks.parallel_views import view_goes_parallel
 from eventgate.checks.schema import mapping_covers_legacy, required_relations
-from eventgate.checks.views import view_matches_legacy
+from eventgate.checks.views import view_matches_legacy, view_nullability
 from eventgate.errors import BundleError
 from eventgate.pg.databases import Database
 
@@ -256,3 +256,19 @@ def test_the_parallel_gate_names_an_unsafe_function_in_a_policy(migrated_db: Dat
     assert not result.passed
     assert "no parallel plan even with parallelism free" in result.summary
     assert "tenant_unscoped()" in result.summary and "PARALLEL SAFE" in result.summary
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-session", "split"])
+def test_the_nulls_gate_names_a_required_column_the_view_returns_null(
+        migrated_db: Database, bundle: Bundle, split: bool) -> None:
+    mapping = bundle.mapping["wedding_events"]
+    with migrated_db.connect() as conn:
+        # A wedding whose metadata lost its bride: the view reads bride_name as NULL, which the
+        # legacy table never allowed (the check constraint 009 adds would refuse it).
+        conn.execute("ALTER TABLE events DROP CONSTRAINT events_wedding_metadata_readable")
+        conn.execute("UPDATE events SET metadata = metadata - 'bride_name' WHERE id = "
+                     "(SELECT max(id) FROM events WHERE event_type = 'wedding')")
+        readers = Readers(migrated_db.dsn, 2, split_from_rows=0) if split else None
+        result = view_nullability(conn, mapping, readers=readers)
+    assert not result.passed
+    assert "bride_name: 1 NULL rows" in result.summary, result.summary

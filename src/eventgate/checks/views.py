@@ -174,9 +174,12 @@ def view_shape(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
                        f"{len(view)} columns, same names, order and types")
 
 
-def view_nullability(conn: psycopg.Connection, mapping: TableMapping) -> CheckResult:
+def view_nullability(conn: psycopg.Connection, mapping: TableMapping, *,
+                     readers: Readers | None = None) -> CheckResult:
     """PostgreSQL records no NOT NULL on view columns, so the rows are asked instead: a column
-    the legacy table declares NOT NULL is never NULL through the view."""
+    the legacy table declares NOT NULL is never NULL through the view. With `readers`, a big
+    view's key is split over sessions sharing one snapshot (the ranges are open at both ends
+    and hold the NULL keys, so rows written since the migration are asked too)."""
     assert mapping.view is not None
     subject = f"view {mapping.view} NOT NULL columns"
     required = [c.name for c in columns(conn, mapping.legacy_source) if not c.nullable]
@@ -184,10 +187,21 @@ def view_nullability(conn: psycopg.Connection, mapping: TableMapping) -> CheckRe
     required = [c for c in required if c in present]  # a missing column is view_shape's finding
     if not required:
         return CheckResult("compatibility view nulls", subject, True, "no NOT NULL columns")
-    counts = conn.execute(sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE {} IS NULL)").format(
-            sql.Identifier(c)) for c in required), sql.Identifier(mapping.view))).fetchone()
-    assert counts is not None
+    nulls_sql = sql.SQL("SELECT {} FROM {} r").format(
+        sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE r.{} IS NULL)").format(
+            sql.Identifier(c)) for c in required), sql.Identifier(mapping.view))
+    key = sql.SQL("r.{}").format(sql.Identifier(mapping.key))
+
+    def nulls_in(session: psycopg.Connection, key_range: KeyRange | None) -> list[int]:
+        where = sql.SQL("") if key_range is None else sql.SQL(" WHERE {}").format(
+            key_range.predicate(key))
+        row = session.execute(sql.SQL("{}{}").format(nulls_sql, where)).fetchone()
+        assert row is not None
+        return [int(n) for n in row]
+
+    with one_snapshot(conn):
+        parts = over_key(conn, readers, mapping.legacy_source, mapping.key, nulls_in)
+    counts = [sum(column) for column in zip(*parts, strict=True)]
     nulls = [f"{c}: {n} NULL rows" for c, n in zip(required, counts, strict=True) if n]
     if nulls:
         return CheckResult("compatibility view nulls", subject, False,
