@@ -78,8 +78,9 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
     view_name = mapping.view
 
     def sides(changes: Changes, key_range: KeyRange | None,
-              here: bool = True) -> tuple[sql.Composed, ...]:
-        """Both sides' rows; `here`: read now, in the snapshot (Changes.unchanged_here)."""
+              here: bool = False) -> tuple[sql.Composed, ...]:
+        """Both sides' rows; `here`: read now, in the snapshot (Changes.unchanged_here), not
+        shown to a person."""
         conditions = [(changes.unchanged_here if here else changes.unchanged)(key)
                       ] if changes.log else []
         if key_range is not None:
@@ -90,7 +91,7 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
 
     def both_ways(session: psycopg.Connection,
                   key_range: KeyRange | None) -> tuple[tuple[int, list[str]], ...]:
-        view, legacy = sides(changes, key_range)
+        view, legacy = sides(changes, key_range, here=True)
         if by_key and _same_by_key(session, legacy, view, mapping.key):
             return (0, []), (0, [])
         return _only_in(session, legacy, view), _only_in(session, view, legacy)
@@ -99,7 +100,7 @@ def view_matches_legacy(conn: psycopg.Connection, mapping: TableMapping, *,
         with one_snapshot(conn):
             changes = read_changes(conn, log, mapping.target)
             by_key = unique_by(conn, mapping.legacy_source, mapping.key) is not None
-            view, legacy = sides(changes, None, here=False)
+            view, legacy = sides(changes, None)
             reproduce = (sql.SQL("{} EXCEPT ALL {}").format(legacy, view).as_string(conn)
                          + ";  -- and the other way round")
             parts = over_key(conn, readers, mapping.legacy_source, mapping.key, both_ways)
