@@ -57,8 +57,9 @@ def test_a_read_then_write_through_a_view_does_not_deadlock_the_rollback(
         while not _holds_or_wants_a_view(watcher, pid) and not outcome:
             assert time.monotonic() < deadline, "the rollback never took its locks"
             time.sleep(0.01)
-        # The form's write: it waits until the rollback commits, or is let through when the
-        # rollback's attempt is ended.
+        # The form's write. It holds ACCESS SHARE on the view from its read, so PostgreSQL lets
+        # it ahead of the rollback waiting there; before the fix, the write waited behind the
+        # rollback's SHARE and the rollback's attempt ended as a deadlock.
         writer.execute("UPDATE wedding_invitations SET dietary_notes = 'saved' WHERE id = %s",
                        (guest[0],))
         writer.commit()
