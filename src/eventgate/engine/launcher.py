@@ -45,6 +45,14 @@ def available() -> bool:
     return True
 
 
+def log_tail(log: Path) -> str:
+    """The end of a process's log, for the error that says it stopped."""
+    try:
+        return log.read_text(errors="replace").strip()[-800:] or "(nothing)"
+    except OSError:
+        return "(no log)"
+
+
 class ForkedEngine:
     """The part of subprocess.Popen that engine_process uses, for an engine the launcher
     forked: poll, terminate, kill and wait, watched through a pidfd."""
@@ -116,7 +124,7 @@ class Launcher:
                 line = b""
             if not line:
                 raise EventgateError(f"the engine launcher stopped (exit code {process.poll()}); "
-                                     f"its log ({self._log}) ends with: {self._tail()}")
+                                     f"its log ({self._log}) ends with: {log_tail(self._log)}")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             raise EventgateError(f"the engine launcher could not start an engine: "
@@ -127,12 +135,6 @@ class Launcher:
     def pid(self) -> int | None:
         """The launcher process's pid, once it runs."""
         return self._process.pid if self._process is not None else None
-
-    def _tail(self) -> str:
-        try:
-            return self._log.read_text(errors="replace").strip()[-800:] or "(nothing)"
-        except OSError:
-            return "(no log)"
 
     def start(self, argv: list[str], env: dict[str, str], log: Path) -> ForkedEngine:
         """`eventgate <argv>` forked with exactly `env`, in this directory, output to `log`."""

@@ -18,7 +18,7 @@ import httpx
 
 from eventgate import http_client
 from eventgate.engine.identity import KEYS_ENV, TokenKeys, issue
-from eventgate.engine.launcher import ForkedEngine, Launcher
+from eventgate.engine.launcher import ForkedEngine, Launcher, log_tail
 from eventgate.errors import EventgateError
 
 READY_TIMEOUT_S = 30.0
@@ -54,7 +54,7 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes] | ForkedEng
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise EventgateError(f"the engine exited with code {process.returncode} during "
-                                 f"start-up; its log ends with: {log.read_text()[-800:]}")
+                                 f"start-up; its log ends with: {log_tail(log)}")
         with contextlib.suppress(httpx.TransportError):
             http_client.get(f"{url}/health", timeout=2)
             return
