@@ -85,7 +85,7 @@ def test_writes_after_the_migration_gate_go_and_a_defect_among_them_no_go(
             _legacy_writes(db)
             clean = run_gate(dsn=db.dsn, base_url=engine.url, bundle=None, scale=None,
                              reports=tmp_path / "clean", pytest_args=[],
-                             log=tmp_path / "clean.log")
+                             log=tmp_path / "clean.log", launcher=engine_launcher)
         assert clean.go, "\n".join(f"{f.test}: {f.reason}" for f in clean.failed) + (
             clean.problem or "")
         guests = json.loads((tmp_path / "clean" / "checks" / "content-parity" /
@@ -96,7 +96,7 @@ def test_writes_after_the_migration_gate_go_and_a_defect_among_them_no_go(
         _alter_one_migrated_guest(db)
         broken = run_gate(dsn=db.dsn, bundle=None, scale=None, suites=["integrity"],
                           reports=tmp_path / "broken", pytest_args=[],
-                          log=tmp_path / "broken.log")
+                          log=tmp_path / "broken.log", launcher=engine_launcher)
         assert not broken.go
         parity = [f for f in broken.failed if "content_parity" in f.test]
         assert parity and "1 changed (email: 1)" in parity[0].reason, broken.failed

@@ -64,7 +64,8 @@ def test_each_profile_gates_go_clean_and_no_go_after_one_defect(
         monkeypatch.setenv(KEYS_ENV, engine.token_keys.text())
         clean = run_gate(dsn=profiled_db.dsn, base_url=engine.url, bundle=None, scale=None,
                          reports=tmp_path / "clean", pytest_args=[],
-                         log=tmp_path / "clean.log")
+                         log=tmp_path / "clean.log",
+                         launcher=engine_launcher)
     # What this shape of data could not exercise, for the log of the run (pytest -rA shows it).
     print(f"{profiled_db.name}: go={clean.go}, not proven: "
           + "; ".join(f"{u.test}: {u.reason}" for u in clean.not_proven))
@@ -73,7 +74,8 @@ def test_each_profile_gates_go_clean_and_no_go_after_one_defect(
                       f"{(tmp_path / 'clean.log').read_text()[-3000:]}")
     victim = _alter_one_migrated_guest(profiled_db)
     broken = run_gate(dsn=profiled_db.dsn, bundle=None, scale=None, suites=["integrity"],
-                      reports=tmp_path / "broken", pytest_args=[], log=tmp_path / "broken.log")
+                      reports=tmp_path / "broken", pytest_args=[], log=tmp_path / "broken.log",
+                      launcher=engine_launcher)
     assert not broken.go
     parity = [f for f in broken.failed if "content_parity" in f.test]
     assert parity, [f"{f.test}: {f.reason}" for f in broken.failed]

@@ -98,3 +98,98 @@ def test_an_engine_stops_when_its_launcher_is_killed_outright(engine_database: D
             assert _stops_answering(engine.url), f"{engine.url} still answers"
     finally:
         warm.close()
+
+
+# Child gates: `python -m pytest` forked from the launcher once it has imported pytest.
+
+SUITE = {
+    "pytest.ini": "[pytest]\nfilterwarnings = error\n",
+    "test_child.py": '''import os
+from pathlib import Path
+
+from eventgate.checks.result import CheckResult
+from eventgate.pytest_plugin import proof
+
+
+def test_sees_its_own_environment_and_directory():
+    assert os.environ["CHILD_MARK"] == "forked-or-not"
+    assert Path.cwd().name == "suite"
+
+
+def test_a_plain_assert_is_rewritten():
+    value = 1
+    assert value == 2
+
+
+def test_a_gate_fails_with_the_plugins_message():
+    proof.hold(CheckResult("a gate", "a table", False, "the row with id=7 differs"))
+''',
+}
+
+
+def _suite(tmp_path: Path) -> Path:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name, text in SUITE.items():
+        (suite / name).write_text(text)
+    return suite
+
+
+def _failures(junit: Path) -> dict[str, str]:
+    import xml.etree.ElementTree as ET
+
+    return {case.get("name", ""): (failure.get("message") or "") + (failure.text or "")
+            for case in ET.parse(junit).iter("testcase")
+            for failure in case.iter("failure")}
+
+
+def test_a_forked_child_pytest_reports_as_a_new_interpreter_does(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    suite = _suite(tmp_path)
+    env = {**os.environ, "CHILD_MARK": "forked-or-not"}
+    new = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          f"--junitxml={tmp_path / 'new.xml'}"], cwd=suite, env=env,
+                         capture_output=True, check=False)
+    warm = launcher.Launcher(tmp_path / "launcher.log")
+    try:
+        forked = warm.start(["-q", "-p", "no:cacheprovider",
+                             f"--junitxml={tmp_path / 'forked.xml'}"],
+                            env, tmp_path / "forked.log", cwd=suite, program="pytest")
+        code = forked.wait(timeout=120)
+    finally:
+        warm.close()
+    log = (tmp_path / "forked.log").read_text()
+    assert (code, new.returncode) == (1, 1), log + new.stdout.decode()
+    # The same two failures, with pytest's introspection of the test's own assert and of the
+    # plugin's (proof.hold): both were imported, and rewritten, in the child.
+    assert _failures(tmp_path / "forked.xml") == _failures(tmp_path / "new.xml"), log
+    failures = _failures(tmp_path / "forked.xml")
+    assert set(failures) == {"test_a_plain_assert_is_rewritten",
+                             "test_a_gate_fails_with_the_plugins_message"}
+    assert "assert 1 == 2" in failures["test_a_plain_assert_is_rewritten"]
+    assert "id=7 differs" in failures["test_a_gate_fails_with_the_plugins_message"]
+    assert "PytestAssertRewriteWarning" not in log
+
+
+def test_ctrl_c_interrupts_a_forked_child_pytest_as_it_would_a_new_one(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_slow.py").write_text(
+        "import pathlib, time\n\ndef test_waits():\n"
+        "    pathlib.Path('started').touch()\n    time.sleep(60)\n")
+    warm = launcher.Launcher(tmp_path / "launcher.log")
+    try:
+        child = warm.start(["-q", "-p", "no:cacheprovider"], dict(os.environ),
+                           tmp_path / "forked.log", cwd=suite, program="pytest")
+        deadline = time.monotonic() + 60
+        while not (suite / "started").exists():
+            assert time.monotonic() < deadline, (tmp_path / "forked.log").read_text()
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGINT)
+        # KeyboardInterrupt, so pytest ends its session (and its fixtures) and says so.
+        assert child.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
+    finally:
+        warm.close()
+    assert "KeyboardInterrupt" in (tmp_path / "forked.log").read_text()

@@ -1,22 +1,27 @@
-"""A warm start for engines: one process that has already imported the web stack forks each
-`eventgate serve`, instead of a new interpreter importing it again for every engine.
+"""A warm start for eventgate's child processes: one process that has already imported the
+web stack (and, once asked for a child pytest, pytest and its plugins) forks each engine
+(`eventgate serve`) and each child gate, instead of a new interpreter importing it all again.
 
 A gate starts five engines or more (the suite's own, a broken plugin, one on the legacy
 database, one whose database goes away...), and each new interpreter spent about 0.75 s of CPU
 importing FastAPI, uvicorn and psycopg before it served anything (measured: 0.85-0.92 s to
-answering, of which 0.72 s imports). The forked child runs the same `eventgate serve` with its
-own environment, working directory and log, over real HTTP on its own port: only the imports
-are shared, never a socket, a connection or a thread (the launcher starts none before it forks).
+answering, of which 0.72 s imports). A child gate's pytest spent 1.7 s starting and collecting
+the suites, half of it importing pytest, hypothesis, schemathesis and the other plugins
+(measured: 0.9 s forked). The forked child runs the same command with its own environment,
+working directory and log: only the imports are shared, never a socket, a connection or a
+thread (the launcher starts none before it forks).
 
 The launcher reads one JSON request a line on stdin and answers one a line on stdout:
-  {"argv": [...], "env": {...}, "cwd": "...", "log": "..."} -> {"pid": N} or {"error": "..."}
+  {"argv": [...], "env": {...}, "cwd": "...", "log": "...", "program": "eventgate" | "pytest"}
+      -> {"pid": N} or {"error": "..."}
   {"status": N} -> {"code": exit code, or null while it runs}
-It exits, stopping the engines it forked, when its stdin closes (the session that started it
+It exits, stopping the children it forked, when its stdin closes (the session that started it
 ended or died). Linux only: the caller watches a child it did not fork through a pidfd."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import select
@@ -53,9 +58,9 @@ def log_tail(log: Path) -> str:
         return "(no log)"
 
 
-class ForkedEngine:
-    """The part of subprocess.Popen that engine_process uses, for an engine the launcher
-    forked: poll, terminate, kill and wait, watched through a pidfd."""
+class Forked:
+    """The part of subprocess.Popen that engine_process and run_gate use, for a process the
+    launcher forked: poll, terminate, kill and wait, watched through a pidfd."""
 
     def __init__(self, launcher: Launcher, pid: int) -> None:
         self.pid = pid
@@ -78,7 +83,7 @@ class ForkedEngine:
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             if not self._exited(timeout):
-                raise subprocess.TimeoutExpired(f"engine {self.pid}", timeout or 0)
+                raise subprocess.TimeoutExpired(f"forked process {self.pid}", timeout or 0)
             self.poll()
         assert self.returncode is not None
         return self.returncode
@@ -103,7 +108,8 @@ class Launcher:
     def __init__(self, log: Path) -> None:
         self._log = log
         self._process: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
+        # Reentrant: start() holds it across its request and the pidfd (see there).
+        self._lock = threading.RLock()
 
     def _ask(self, request: dict[str, Any], *, start: bool = True) -> dict[str, Any]:
         with self._lock:
@@ -136,10 +142,18 @@ class Launcher:
         """The launcher process's pid, once it runs."""
         return self._process.pid if self._process is not None else None
 
-    def start(self, argv: list[str], env: dict[str, str], log: Path) -> ForkedEngine:
-        """`eventgate <argv>` forked with exactly `env`, in this directory, output to `log`."""
-        answer = self._ask({"argv": argv, "env": env, "cwd": os.getcwd(), "log": str(log)})
-        return ForkedEngine(self, int(answer["pid"]))
+    def start(self, argv: list[str], env: dict[str, str], log: Path, *,
+              cwd: Path | None = None, program: str = "eventgate") -> Forked:
+        """`eventgate <argv>` (or `python -m pytest <argv>` for program="pytest") forked with
+        exactly `env`, in `cwd` (default: this directory), output to `log`."""
+        if program not in PROGRAMS:
+            raise EventgateError(f"the launcher runs {' or '.join(PROGRAMS)}, not {program!r}")
+        # The pidfd is opened before any other request can reach the launcher, which reaps its
+        # exited children at each request: a child that ended at once keeps its pid until then.
+        with self._lock:
+            answer = self._ask({"argv": argv, "env": env, "cwd": str(cwd or os.getcwd()),
+                                "log": str(log), "program": program})
+            return Forked(self, int(answer["pid"]))
 
     def exit_code(self, pid: int) -> int:
         """How a forked engine ended; -1 when the launcher no longer knows (it was closed, or
@@ -169,6 +183,13 @@ class Launcher:
 
 # The launcher process itself.
 
+PROGRAMS = ("eventgate", "pytest")
+# A plugin the launcher imported before pytest started cannot have its asserts rewritten, and
+# pytest says so for each (an error under our filterwarnings). Only third-party plugins and the
+# web stack's modules are imported early: eventgate's pytest plugin, whose asserts are the
+# gates' failure messages, and every test module are imported, and rewritten, in the child.
+QUIET_REWRITE = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
+
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
@@ -184,11 +205,16 @@ def _stop_with_launcher(launcher_pid: int) -> None:
 
 
 def _child(request: dict[str, Any], launcher_pid: int) -> None:
-    """In the forked child: become `eventgate <argv>` as a new process would be; never returns."""
+    """In the forked child: become `eventgate <argv>` (or pytest) as a new process would be;
+    never returns."""
     code = 1
+    pytest_child = request.get("program") == "pytest"
     try:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        if pytest_child:
+            # As in a new interpreter: Ctrl-C is KeyboardInterrupt, so pytest tears down.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         _stop_with_launcher(launcher_pid)
         null = os.open(os.devnull, os.O_RDONLY)
         out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -204,9 +230,18 @@ def _child(request: dict[str, Any], launcher_pid: int) -> None:
         sys.path[0] = request["cwd"]
         extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
         sys.path[1:1] = [p for p in extra if p not in sys.path]
-        sys.argv = ["eventgate", *request["argv"]]
-        from eventgate.cli.main import main
-        code = main(list(request["argv"]))
+        # The environment's say on .pyc files, which pytest's rewritten test modules follow.
+        sys.dont_write_bytecode = bool(request["env"].get("PYTHONDONTWRITEBYTECODE"))
+        importlib.invalidate_caches()
+        if pytest_child:
+            import pytest
+
+            sys.argv = ["pytest", *request["argv"]]
+            code = int(pytest.main([*QUIET_REWRITE, *request["argv"]]))
+        else:
+            sys.argv = ["eventgate", *request["argv"]]
+            from eventgate.cli.main import main
+            code = main(list(request["argv"]))
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -251,6 +286,23 @@ def _answer(out: IO[str], answer: dict[str, Any]) -> None:
     out.flush()
 
 
+def _warm_pytest() -> None:
+    """What every child pytest imports before its first test, but eventgate's own plugin:
+    pytest's own plugins, then the third-party ones it loads by entry point."""
+    import importlib.metadata
+
+    import _pytest.config
+
+    for name in _pytest.config.default_plugins:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"_pytest.{name}")
+    for entry in importlib.metadata.entry_points(group="pytest11"):
+        if entry.value.partition(".")[0] != "eventgate":
+            # A plugin that fails to import fails the same way in the child, which says so.
+            with contextlib.suppress(Exception):
+                entry.load()
+
+
 def serve_requests() -> None:
     # Everything an engine imports, once, before any fork (no thread is running yet).
     import uvicorn  # noqa: F401
@@ -259,6 +311,10 @@ def serve_requests() -> None:
     import eventgate.cli.serve
     import eventgate.engine.app  # noqa: F401
 
+    # Ctrl-C reaches the whole process group: the caller and each child handle their own, and
+    # the caller closes this launcher when it is done with them (its stdin closes if it dies).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm_for_pytest = False
     children: set[int] = set()
     codes: dict[int, int] = {}
     try:
@@ -273,6 +329,9 @@ def serve_requests() -> None:
                         codes[pid] = os.waitstatus_to_exitcode(status)
                 _answer(sys.stdout, {"code": codes.get(pid)})
                 continue
+            if request.get("program") == "pytest" and not warm_for_pytest:
+                _warm_pytest()
+                warm_for_pytest = True
             try:
                 launcher_pid, pid = os.getpid(), os.fork()
             except OSError as exc:

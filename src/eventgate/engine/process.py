@@ -18,7 +18,7 @@ import httpx
 
 from eventgate import http_client
 from eventgate.engine.identity import KEYS_ENV, TokenKeys, issue
-from eventgate.engine.launcher import ForkedEngine, Launcher, log_tail
+from eventgate.engine.launcher import Forked, Launcher, log_tail
 from eventgate.errors import EventgateError
 
 READY_TIMEOUT_S = 30.0
@@ -48,7 +48,7 @@ def _free_port() -> int:
         return port
 
 
-def _wait_until_answering(url: str, process: subprocess.Popen[bytes] | ForkedEngine,
+def _wait_until_answering(url: str, process: subprocess.Popen[bytes] | Forked,
                           log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -81,7 +81,7 @@ def engine_process(dsn: str, *, workdir: Path, admin_token: str | None = None,
         child_env["EVENTGATE_ADMIN_TOKEN"] = admin_token
     log = workdir / f"engine-{port}.log"
     url = f"http://127.0.0.1:{port}"
-    process: subprocess.Popen[bytes] | ForkedEngine
+    process: subprocess.Popen[bytes] | Forked
     if launcher is not None:
         log.write_bytes(b"")
         process = launcher.start(argv, child_env, log)

@@ -10,13 +10,27 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import eventgate
 from eventgate import dsn as dsn_mod
+from eventgate.engine.launcher import Launcher
 from eventgate.errors import ConfigError
 from eventgate.gate import verdict as verdict_mod
 from eventgate.gate.suites import SUITES
 from eventgate.gate.verdict import Verdict
+
+
+class Child(Protocol):
+    """The child pytest as run_gate's caller sees it: a subprocess, or a launcher's fork."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def terminate(self) -> None: ...
 
 
 def find_suites() -> Path:
@@ -51,10 +65,9 @@ def _child_env(reports: Path, settings: Mapping[str, str | None], require_proof:
     return env
 
 
-def _pytest_command(suites: Sequence[str], marker: str, reports: Path, junit: Path,
+def _pytest_arguments(suites: Sequence[str], marker: str, reports: Path, junit: Path,
                     pytest_args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", *(f"tests/{s}" for s in suites),
-            "-m", marker, "-p", "no:cacheprovider", "-q",
+    return [*(f"tests/{s}" for s in suites), "-m", marker, "-p", "no:cacheprovider", "-q",
             f"--junitxml={junit.resolve()}",
             f"--alluredir={(reports / 'allure-results').resolve()}", "--clean-alluredir",
             f"--benchmark-json={(reports / 'benchmarks' / 'query-budgets.json').resolve()}",
@@ -63,20 +76,29 @@ def _pytest_command(suites: Sequence[str], marker: str, reports: Path, junit: Pa
             *pytest_args]
 
 
-def _run_child(command: list[str], root: Path, env: dict[str, str], log: Path | None,
-               started: Callable[[subprocess.Popen[bytes]], None] | None) -> int:
+def _start(arguments: list[str], root: Path, env: dict[str, str], log: Path | None,
+           launcher: Launcher | None) -> Child:
+    if launcher is not None and log is not None:
+        log.write_bytes(b"")
+        return launcher.start(arguments, env, log, cwd=root, program="pytest")
     with log.open("wb") if log is not None else contextlib.nullcontext() as output:
-        child = subprocess.Popen(command, cwd=root, env=env, stdout=output,
-                                 stderr=None if output is None else subprocess.STDOUT)
-        if started is not None:
-            started(child)
-        try:
-            return child.wait()
-        except BaseException:
-            # Interrupted or terminated: let pytest tear down its cluster rather than killing it.
-            child.terminate()
-            child.wait(timeout=60)
-            raise
+        return subprocess.Popen([sys.executable, "-m", "pytest", *arguments], cwd=root,
+                                env=env, stdout=output,
+                                stderr=None if output is None else subprocess.STDOUT)
+
+
+def _run_child(arguments: list[str], root: Path, env: dict[str, str], log: Path | None,
+               started: Callable[[Child], None] | None, launcher: Launcher | None) -> int:
+    child = _start(arguments, root, env, log, launcher)
+    if started is not None:
+        started(child)
+    try:
+        return child.wait()
+    except BaseException:
+        # Interrupted or terminated: let pytest tear down its cluster rather than killing it.
+        child.terminate()
+        child.wait(timeout=60)
+        raise
 
 
 def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports: Path,
@@ -85,14 +107,17 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
              suites: Sequence[str] = SUITES,
              extra_env: Mapping[str, str | None] | None = None,
              log: Path | None = None,
-             started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> Verdict:
+             started: Callable[[Child], None] | None = None,
+             launcher: Launcher | None = None) -> Verdict:
     """Run the suites in a child pytest and read its junit into a verdict.
 
     The keyword arguments after base_url serve `eventgate selftest`, which runs many gates side
     by side: `suites` a subset of SUITES, `extra_env` variables set in (or, as None, removed
     from) the child's environment after the settings above, `log` a file for the child's output
     instead of this terminal, `started` called with the child process (so an interrupted caller
-    can stop it). Their defaults are what `eventgate gate` always did."""
+    can stop it), `launcher` to fork the child from a process that has pytest imported (with a
+    log only: a fork has no terminal of the caller's to write to). Their defaults are what
+    `eventgate gate` always did."""
     unknown = [s for s in suites if s not in SUITES]
     if unknown or not suites:
         raise ConfigError(f"unknown suites {', '.join(unknown) or '(none given)'}; choose from "
@@ -108,8 +133,8 @@ def run_gate(*, dsn: str | None, bundle: str | None, scale: str | None, reports:
                      require_proof, extra_env or {})
     marker = "green and not slow" if dsn else "not slow"
     began = time.monotonic()
-    exit_code = _run_child(_pytest_command(suites, marker, reports, junit, pytest_args), root,
-                           env, log, started)
+    exit_code = _run_child(_pytest_arguments(suites, marker, reports, junit, pytest_args), root,
+                           env, log, started, launcher)
     target = f"external {dsn_mod.describe(dsn)}" if dsn else "embedded PostgreSQL (ephemeral)"
     verdict = verdict_mod.decide(junit, exit_code=exit_code, target=target,
                                  duration_s=time.monotonic() - began, seed=seed,

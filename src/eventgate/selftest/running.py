@@ -5,9 +5,9 @@ interrupt or when one overruns --timeout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +15,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventgate.gate.run import find_suites, run_gate
+from eventgate.engine import launcher as launcher_mod
+from eventgate.gate.run import Child, find_suites, run_gate
 from eventgate.gate.suites import ENGINE_SUITES, SUITES
 from eventgate.selftest import child_hooks
 from eventgate.selftest.judging import Outcome, judge, refusals, share_clean_cells
@@ -76,10 +77,10 @@ class Children:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
+        self._running: dict[str, tuple[Child, float]] = {}
         self._timed_out: set[str] = set()
 
-    def add(self, name: str, child: subprocess.Popen[bytes]) -> None:
+    def add(self, name: str, child: Child) -> None:
         with self._lock:
             self._running[name] = (child, time.monotonic())
 
@@ -136,7 +137,8 @@ def suites_of(variant: Variant, plan: Plan) -> tuple[str, ...]:
     return tuple(s for s in plan.suites if s in ENGINE_SUITES or s in variant.catches)
 
 
-def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children) -> Outcome:
+def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children,
+                launcher: launcher_mod.Launcher | None = None) -> Outcome:
     reports = plan.reports / variant.name
     suites = suites_of(variant, plan)
     started = time.monotonic()
@@ -148,7 +150,8 @@ def run_variant(variant: Variant, bundle: Path, plan: Plan, children: Children) 
                        pytest_args=["-p", "no:xdist", "-p", child_hooks.__name__],
                        suites=suites,
                        extra_env=child_env(variant, reports), log=reports / "gate.log",
-                       started=lambda child: children.add(variant.name, child))
+                       started=lambda child: children.add(variant.name, child),
+                       launcher=launcher)
     problem = None
     if children.remove(variant.name):
         problem = f"stopped after {plan.timeout_s:.0f} s (--timeout); see {reports / 'gate.log'}"
@@ -175,13 +178,19 @@ def run(plan: Plan, bundles: dict[str, Path], on_start: Started,
     children = Children()
     order = longest_first(plan.variants, plan.reports / "matrix.json")
     outcomes: dict[str, Outcome] = {}
-    with ThreadPoolExecutor(max_workers=plan.jobs, thread_name_prefix="selftest") as pool:
+    # Each variant's pytest forked from one that imported pytest and its plugins once.
+    launcher = (launcher_mod.Launcher(plan.reports / "launcher.log")
+                if launcher_mod.available() else None)
+    with contextlib.ExitStack() as stack, \
+            ThreadPoolExecutor(max_workers=plan.jobs, thread_name_prefix="selftest") as pool:
+        if launcher is not None:
+            stack.callback(launcher.close)
         pending: dict[Future[Outcome], Variant] = {}
         try:
             for variant in order:
                 def go(v: Variant = variant) -> Outcome:
                     on_start(v.name)
-                    return run_variant(v, bundles[v.name], plan, children)
+                    return run_variant(v, bundles[v.name], plan, children, launcher)
                 pending[pool.submit(go)] = variant
             while pending:
                 done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
