@@ -1,19 +1,21 @@
 """Provisioning: the ephemeral cluster starts and vanishes; every failure says what was tried."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from eventgate import dsn as dsn_mod
 from eventgate.errors import ConfigError, ProvisioningError
-from eventgate.pg import binaries, provision
+from eventgate.pg import binaries, initdb, provision
 from eventgate.pg.binaries import locate
 from eventgate.pg.local import DIR_ENV, RAM_DIR, LocalCluster, cluster_parents
 from eventgate.pg.provision import choose_route
@@ -47,6 +49,50 @@ def test_local_cluster_runs_unprivileged_and_leaves_no_process_and_no_directory(
     cluster.stop()
     assert not cluster.root.exists()
     assert _postgres_pids_for(cluster.root) == []
+
+
+def _system_identifier(cluster: LocalCluster) -> int:
+    server = cluster.start()
+    try:
+        with __import__("psycopg").connect(server.dsn) as conn:
+            row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+            conn.execute("CREATE TABLE written_here (n int)")  # a copy is a cluster of its own
+            return int(row[0])
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def initdb_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Under the temp directory itself: the server's OS user must reach it, as it would the
+    # default one (pytest's tmp_path is this user's alone).
+    root = Path(tempfile.mkdtemp(prefix="eventgate-test-initdb-")) / "cache"
+    os.chmod(root.parent, 0o755)
+    monkeypatch.setenv(initdb.CACHE_ENV, str(root))
+    yield root
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def test_a_cluster_after_the_first_is_a_copy_of_its_initdb_and_one_with_a_password_is_not(
+        initdb_cache: Path) -> None:
+    found, _ = locate(None)
+    assert found is not None
+    first = _system_identifier(LocalCluster(found, in_memory=True))
+    assert len(list(initdb_cache.iterdir())) == 1
+    # The same catalog bytes (its system identifier), and nothing the first one wrote.
+    assert _system_identifier(LocalCluster(found, in_memory=True)) == first
+    assert _system_identifier(LocalCluster(found, tcp=True, in_memory=True)) != first
+    assert len(list(initdb_cache.iterdir())) == 1
+
+
+def test_a_cache_another_user_could_write_to_is_not_copied_from(initdb_cache: Path) -> None:
+    found, _ = locate(None)
+    assert found is not None
+    initdb_cache.mkdir(mode=0o777)
+    os.chmod(initdb_cache, 0o777)  # past the umask
+    first = _system_identifier(LocalCluster(found, in_memory=True))
+    assert _system_identifier(LocalCluster(found, in_memory=True)) != first
+    assert list(initdb_cache.iterdir()) == []
 
 
 def test_a_small_run_keeps_its_cluster_in_memory_and_a_big_one_on_disk(

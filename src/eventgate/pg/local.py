@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from eventgate.errors import ProvisioningError
+from eventgate.pg import initdb
 from eventgate.pg.binaries import ServerBinaries
 from eventgate.pg.server import Server
 
@@ -206,21 +207,10 @@ class LocalCluster:
             if self._identity:
                 os.chown(pwfile, self._identity["user"], self._identity["group"])
             auth += ["--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
-        done = subprocess.run(
-            [
-                self.binaries.tool("initdb"),
-                "-D", str(self.datadir),
-                "-U", SUPERUSER,
-                *auth,
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            **self._subprocess_kwargs(),
-        )
+        command = [self.binaries.tool("initdb"), "-U", SUPERUSER, *auth, "--encoding=UTF8",
+                   "--locale=C.UTF-8", "--no-sync"]
+        done = initdb.make_datadir(command, self.datadir, self._subprocess_kwargs(),
+                                   reuse=self.password is None)
         (self.root / "pwfile").unlink(missing_ok=True)
         if done.returncode != 0:
             raise ProvisioningError(
