@@ -129,12 +129,14 @@ class Launcher:
             except OSError:
                 line = b""
             if not line:
-                raise EventgateError(f"the engine launcher stopped (exit code {process.poll()}); "
+                raise EventgateError(f"the launcher of engines and child gates stopped (exit code "
+                                     f"{process.poll()}); "
                                      f"its log ({self._log}) ends with: {log_tail(self._log)}")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
-            raise EventgateError(f"the engine launcher could not start an engine: "
-                                 f"{answer['error']}")
+            raise EventgateError(f"the launcher could not start "
+                                 f"{request.get('program', 'eventgate')} "
+                                 f"{' '.join(request.get('argv', [])[:3])}: {answer['error']}")
         return answer
 
     @property
@@ -330,8 +332,10 @@ def serve_requests() -> None:
                 _answer(sys.stdout, {"code": codes.get(pid)})
                 continue
             if request.get("program") == "pytest" and not warm_for_pytest:
-                _warm_pytest()
                 warm_for_pytest = True
+                # Only a head start: whatever fails here fails again, and says so, in the child.
+                with contextlib.suppress(Exception):
+                    _warm_pytest()
             try:
                 launcher_pid, pid = os.getpid(), os.fork()
             except OSError as exc:
