@@ -104,6 +104,9 @@ def test_an_engine_stops_when_its_launcher_is_killed_outright(engine_database: D
 
 SUITE = {
     "pytest.ini": "[pytest]\nfilterwarnings = error\n",
+    # A handler a new interpreter runs at its end (a cluster's last-resort stop is one).
+    "conftest.py": "import atexit, os, pathlib\n"
+                   "atexit.register(pathlib.Path(os.environ['AT_EXIT']).touch)\n",
     "test_child.py": '''import os
 from pathlib import Path
 
@@ -148,7 +151,7 @@ def test_a_forked_child_pytest_reports_as_a_new_interpreter_does(tmp_path: Path)
     import sys
 
     suite = _suite(tmp_path)
-    env = {**os.environ, "CHILD_MARK": "forked-or-not"}
+    env = {**os.environ, "CHILD_MARK": "forked-or-not", "AT_EXIT": str(tmp_path / "new.ended")}
     new = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           f"--junitxml={tmp_path / 'new.xml'}"], cwd=suite, env=env,
                          capture_output=True, check=False)
@@ -156,7 +159,8 @@ def test_a_forked_child_pytest_reports_as_a_new_interpreter_does(tmp_path: Path)
     try:
         forked = warm.start(["-q", "-p", "no:cacheprovider",
                              f"--junitxml={tmp_path / 'forked.xml'}"],
-                            env, tmp_path / "forked.log", cwd=suite, program="pytest")
+                            {**env, "AT_EXIT": str(tmp_path / "forked.ended")},
+                            tmp_path / "forked.log", cwd=suite, program="pytest")
         code = forked.wait(timeout=120)
     finally:
         warm.close()
@@ -171,6 +175,7 @@ def test_a_forked_child_pytest_reports_as_a_new_interpreter_does(tmp_path: Path)
     assert "assert 1 == 2" in failures["test_a_plain_assert_is_rewritten"]
     assert "id=7 differs" in failures["test_a_gate_fails_with_the_plugins_message"]
     assert "PytestAssertRewriteWarning" not in log
+    assert (tmp_path / "new.ended").exists() and (tmp_path / "forked.ended").exists()
 
 
 def test_ctrl_c_interrupts_a_forked_child_pytest_as_it_would_a_new_one(tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ ended or died). Linux only: the caller watches a child it did not fork through a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -240,6 +242,7 @@ def _child(request: dict[str, Any], launcher_pid: int) -> None:
 
             sys.argv = ["pytest", *request["argv"]]
             code = int(pytest.main([*QUIET_REWRITE, *request["argv"]]))
+            _end_as_an_interpreter_would()
         else:
             sys.argv = ["eventgate", *request["argv"]]
             from eventgate.cli.main import main
@@ -253,6 +256,17 @@ def _child(request: dict[str, Any], launcher_pid: int) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _end_as_an_interpreter_would() -> None:
+    """What a new interpreter does after its main module, before the os._exit that ends a
+    forked child: wait for the threads that are not daemons, then run the atexit handlers (a
+    cluster's last-resort stop is one). Returning, not exiting, keeps the child out of the
+    launcher's own cleanup, which would stop the other children."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
 
 
 def _reap(codes: dict[int, int]) -> None:
@@ -305,6 +319,15 @@ def _warm_pytest() -> None:
                 entry.load()
 
 
+def _freeze() -> None:
+    """Every object imported so far out of the collector's reach, in this process and in each
+    child forked after: a child's full collections would otherwise walk the whole inherited
+    heap (pytest, hypothesis and schemathesis in an engine too), and touching each object's
+    header copies the page it shares with the launcher."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve_requests() -> None:
     # Everything an engine imports, once, before any fork (no thread is running yet).
     import uvicorn  # noqa: F401
@@ -313,6 +336,7 @@ def serve_requests() -> None:
     import eventgate.cli.serve
     import eventgate.engine.app  # noqa: F401
 
+    _freeze()
     # Ctrl-C reaches the whole process group: the caller and each child handle their own, and
     # the caller closes this launcher when it is done with them (its stdin closes if it dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -336,6 +360,7 @@ def serve_requests() -> None:
                 # Only a head start: whatever fails here fails again, and says so, in the child.
                 with contextlib.suppress(Exception):
                     _warm_pytest()
+                _freeze()
             try:
                 launcher_pid, pid = os.getpid(), os.fork()
             except OSError as exc:
