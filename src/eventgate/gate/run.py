@@ -66,7 +66,7 @@ def _child_env(reports: Path, settings: Mapping[str, str | None], require_proof:
 
 
 def _pytest_arguments(suites: Sequence[str], marker: str, reports: Path, junit: Path,
-                    pytest_args: list[str]) -> list[str]:
+                      pytest_args: list[str]) -> list[str]:
     return [*(f"tests/{s}" for s in suites), "-m", marker, "-p", "no:cacheprovider", "-q",
             f"--junitxml={junit.resolve()}",
             f"--alluredir={(reports / 'allure-results').resolve()}", "--clean-alluredir",
