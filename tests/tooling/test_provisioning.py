@@ -85,6 +85,18 @@ def test_a_cluster_after_the_first_is_a_copy_of_its_initdb_and_one_with_a_passwo
     assert len(list(initdb_cache.iterdir())) == 1
 
 
+def test_a_fill_left_behind_by_a_killed_run_is_removed(initdb_cache: Path) -> None:
+    found, _ = locate(None)
+    assert found is not None
+    initdb_cache.mkdir(mode=0o755)
+    left, running = initdb_cache / ".filling-killed", initdb_cache / ".filling-running"
+    left.mkdir()
+    running.mkdir()
+    os.utime(left, (time.time() - 2 * initdb.STALE_FILL_S,) * 2)
+    _system_identifier(LocalCluster(found, in_memory=True))
+    assert not left.exists() and running.exists()
+
+
 def test_a_cache_another_user_could_write_to_is_not_copied_from(initdb_cache: Path) -> None:
     found, _ = locate(None)
     assert found is not None

@@ -21,11 +21,14 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CACHE_ENV = "EVENTGATE_INITDB_CACHE"
+# An initdb takes about a second; a scratch directory this old belongs to no running fill.
+STALE_FILL_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,14 @@ def _usable_root() -> Path | None:
     with contextlib.suppress(OSError):
         # Readable by the server's OS user, who copies from it; written only by us.
         root.mkdir(mode=0o755, parents=True, exist_ok=True)
-    return root if _ours(root) else None
+    if not _ours(root):
+        return None
+    # A fill whose process was killed leaves its scratch directory (39 MB) behind.
+    for left in root.glob(".filling-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - left.stat().st_mtime > STALE_FILL_S:
+                shutil.rmtree(left, ignore_errors=True)
+    return root
 
 
 def _key(command: list[str], run: dict[str, Any]) -> str:
