@@ -33,12 +33,10 @@ STALE_FILL_S = 600.0
 
 @dataclass(frozen=True)
 class Made:
-    """How the data directory came to be: returncode and stderr as initdb's (copied=True when
-    it is a copy)."""
+    """The data directory's making, as initdb reports it: its exit code and its stderr."""
 
     returncode: int
     stderr: str
-    copied: bool = False
 
 
 def cache_root() -> Path:
@@ -112,16 +110,17 @@ def make_datadir(command: list[str], datadir: Path, run: dict[str, Any], *,
     if root is None:
         return _initdb(command, datadir, run)
     entry = root / _key(command, run)
-    if not (entry / "data" / "PG_VERSION").is_file():
-        made = _fill(root, entry, command, run)
-        if made.returncode != 0:
-            return made
+    if not (entry / "data" / "PG_VERSION").is_file() and _fill(
+            root, entry, command, run).returncode != 0:
+        # Run again where it was asked for: if it fails there too, its error names that place
+        # (not the cache's scratch directory); if only the cache's disk was the trouble, it works.
+        return _initdb(command, datadir, run)
     # The entry belongs to the server's OS user when we run as root (its initdb wrote it).
     if _ours(entry, run.get("user")):
         # As the server's OS user, who owns the files: the copy keeps owner and modes (0700).
         done = subprocess.run(["cp", "-a", "--", str(entry / "data"), str(datadir)],
                               capture_output=True, text=True, check=False, **run)
         if done.returncode == 0:
-            return Made(0, "", copied=True)
+            return Made(0, "")
         shutil.rmtree(datadir, ignore_errors=True)
     return _initdb(command, datadir, run)
