@@ -6,7 +6,10 @@ engine it forked."""
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
@@ -139,17 +142,12 @@ def _suite(tmp_path: Path) -> Path:
 
 
 def _failures(junit: Path) -> dict[str, str]:
-    import xml.etree.ElementTree as ET
-
     return {case.get("name", ""): (failure.get("message") or "") + (failure.text or "")
             for case in ET.parse(junit).iter("testcase")
             for failure in case.iter("failure")}
 
 
 def test_a_forked_child_pytest_reports_as_a_new_interpreter_does(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     suite = _suite(tmp_path)
     env = {**os.environ, "CHILD_MARK": "forked-or-not", "AT_EXIT": str(tmp_path / "new.ended")}
     new = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
