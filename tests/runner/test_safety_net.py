@@ -9,8 +9,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from eventgate.bundle import Bundle, load_bundle
+from eventgate.checks import snapshot
 from eventgate.checks.snapshot import differences, fingerprint
 from eventgate.cli.main import main
 from eventgate.errors import MigrationError
@@ -235,6 +237,35 @@ def test_a_ledger_from_before_schema_recording_still_reads_and_rolls_back(
         runner.execute()  # and the ledger gains the columns for the next time
         entry = runner.entries()[-1]
     assert entry.version == 10 and entry.schema_before is not None
+
+
+def _recorded_by_an_earlier_version(conn: psycopg.Connection, version: int,
+                                    columns: list[list[object]]) -> None:
+    """The ledger row of `version` as the version before pg_attribute wrote it: the columns
+    part from information_schema in place of "attributes"."""
+    conn.execute("UPDATE eventgate_ledger.migration_ledger SET schema_before = "
+                 "(schema_before - 'attributes') || jsonb_build_object('columns', %s::jsonb) "
+                 "WHERE version = %s", (Jsonb(columns), version))
+
+
+def test_a_schema_recorded_by_an_earlier_version_is_compared_as_it_was_recorded(
+        migrated_db: Database, reference_bundle: Bundle) -> None:
+    earlier = {"ignored": list(snapshot.IGNORED_SCHEMAS)}
+    with migrated_db.connect() as conn:
+        runner = Runner(conn, reference_bundle)
+        runner.rollback(to=9)
+        columns = [list(r) for r in conn.execute(snapshot.EARLIER_QUERIES["columns"],
+                                                 earlier).fetchall()]
+        runner.execute()
+        _recorded_by_an_earlier_version(conn, 10, columns)
+        [report] = runner.rollback(to=9)
+        assert report.verified.startswith("schema as before")
+        runner.execute()
+        # ... and what that part records is still held to: one column it lacks is a difference.
+        _recorded_by_an_earlier_version(conn, 10, columns[1:])
+        with pytest.raises(MigrationError) as refused:
+            runner.rollback(to=9)
+    assert "schema columns: gone [], new [[" in str(refused.value)
 
 
 def test_another_sessions_temporary_tables_do_not_upset_the_verification(

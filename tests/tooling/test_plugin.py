@@ -127,3 +127,27 @@ def test_a_malformed_allow_destructive_is_a_usage_error(
     result = pytester.runpytest(*NO_ALLURE)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*EVENTGATE_ALLOW_DESTRUCTIVE='maybe' is neither true*"])
+
+
+REWRITTEN = """
+    import importlib
+
+    def _rewritten(name):
+        # pytest's rewriting imports its helpers into the module as @pytest_ar.
+        return "@pytest_ar" in vars(importlib.import_module(name))
+
+    def test_rewriting():
+        assert _rewritten("eventgate.pytest_plugin.proof")
+        # imported lazily by the contract test, and full of asserts
+        assert not _rewritten("schemathesis.specs.openapi._hypothesis")
+"""
+
+
+def test_assertion_rewriting_is_kept_to_eventgate_and_the_tests(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_rewriting=REWRITTEN)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    # Without the plugin, pytest rewrites schemathesis whole: the test above can fail.
+    without = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:eventgate")
+    without.assert_outcomes(failed=1)
+    without.stdout.fnmatch_lines(["*assert not *_rewritten*schemathesis*"])

@@ -3,6 +3,8 @@ migration and its rollback) left the database exactly as it was."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import psycopg
 from psycopg import sql
 
@@ -26,11 +28,18 @@ SCHEMA_QUERIES = {name: query.replace("{TEMP}", TEMP) for name, query in {
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP}
          ORDER BY 1, 2""",
-    "columns": """
-        SELECT table_schema, table_name, ordinal_position, column_name, data_type,
-               character_maximum_length, numeric_precision, is_nullable, column_default
-          FROM information_schema.columns
-         WHERE table_schema <> ALL(%(ignored)s) AND table_schema !~ {TEMP}
+    # From pg_attribute, not information_schema.columns: that view took half of each
+    # fingerprint's time (10 of 22 ms, and a migration and its rollback take ten), hides the
+    # columns of tables the role has no privilege on, and spells varchar(200) as
+    # "character varying" with the length apart. format_type keeps the modifier whole.
+    "attributes": """
+        SELECT n.nspname, c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+               a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated
+          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'f', 'p', 'm')
+           AND n.nspname <> ALL(%(ignored)s) AND n.nspname !~ {TEMP}
          ORDER BY 1, 2, 3""",
     "constraints": """
         SELECT n.nspname, t.relname, c.conname, pg_get_constraintdef(c.oid)
@@ -66,6 +75,18 @@ SCHEMA_QUERIES = {name: query.replace("{TEMP}", TEMP) for name, query in {
            AND t.typtype IN ('e', 'd', 'c', 'r', 'm')
            AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
          ORDER BY 1, 2""",
+}.items()}
+
+# Parts of the fingerprint earlier versions wrote into the ledger, read again only to compare
+# with a ledger row that holds them: a migration applied by one version of eventgate can be
+# rolled back by the next.
+EARLIER_QUERIES = {name: query.replace("{TEMP}", TEMP) for name, query in {
+    "columns": """
+        SELECT table_schema, table_name, ordinal_position, column_name, data_type,
+               character_maximum_length, numeric_precision, is_nullable, column_default
+          FROM information_schema.columns
+         WHERE table_schema <> ALL(%(ignored)s) AND table_schema !~ {TEMP}
+         ORDER BY 1, 2, 3""",
 }.items()}
 
 
@@ -115,12 +136,17 @@ def content_checksums(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
             for schema, table in _tables(conn)}
 
 
-def schema_fingerprint(conn: psycopg.Connection) -> dict[str, list[list[object]]]:
+def schema_fingerprint(conn: psycopg.Connection, like: Mapping[str, object] | None = None
+                       ) -> dict[str, list[list[object]]]:
     """The catalog part of the fingerprint alone, as plain JSON-ready lists: what a migration's
-    rollback must give back exactly, whatever the rows are by then."""
+    rollback must give back exactly, whatever the rows are by then. `like`: a fingerprint
+    recorded earlier, perhaps by an earlier version, whose parts are the ones read."""
     params = {"ignored": list(IGNORED_SCHEMAS)}
+    queries = SCHEMA_QUERIES if like is None else {
+        name: query for name, query in (SCHEMA_QUERIES | EARLIER_QUERIES).items()
+        if name in like}
     return {name: [list(row) for row in conn.execute(query, params).fetchall()]
-            for name, query in SCHEMA_QUERIES.items()}
+            for name, query in queries.items()}
 
 
 def fingerprint(conn: psycopg.Connection) -> dict[str, object]:

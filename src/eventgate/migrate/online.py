@@ -291,7 +291,7 @@ class OnlineRun:
     def _same_catalog(self, state: resume.Progress) -> None:
         if state.schema_before is None:
             return
-        now = snapshot.schema_fingerprint(self.conn)
+        now = snapshot.schema_fingerprint(self.conn, like=state.schema_before)
         differ = sorted(k for k in set(now) | set(state.schema_before)
                         if now.get(k) != state.schema_before.get(k))
         if differ:

@@ -88,7 +88,7 @@ class RollbackCheck:
             warn(f"{migration.label}: the schema after its rollback was not compared, because "
                  "its ledger row predates schema recording")
         else:
-            now = snapshot.schema_fingerprint(self.conn)
+            now = snapshot.schema_fingerprint(self.conn, like=entry.schema_before)
             problems += [f"schema {line}" for line in
                          snapshot.differences(dict(entry.schema_before), dict(now))]
         if before.content is None:

@@ -20,7 +20,7 @@ from eventgate.checks import parity
 from eventgate.errors import EventgateError
 from eventgate.pg.container import IMAGE
 from eventgate.pg.provision import Route, choose_route, external_server
-from eventgate.pytest_plugin import fix_db, fix_engine, proof
+from eventgate.pytest_plugin import fix_db, fix_engine, proof, rewriting
 from eventgate.pytest_plugin.settings import (
     FLAGS,
     OPTIONS,
@@ -46,6 +46,12 @@ MARKERS = (
 
 _TARGET_KEY = pytest.StashKey[Target]()
 _KINDS = {"dsn": "external DSN", "local": "embedded", "container": "testcontainers"}
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    # Called as this plugin registers, before the plugins loaded after it import their
+    # packages: see eventgate.pytest_plugin.rewriting.
+    rewriting.keep_ours(pluginmanager)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
