@@ -80,12 +80,13 @@ def hash_scan(conn: psycopg.Connection, table: str, workers: int) -> float:
     return float(seconds)
 
 
-def slowest_tests(junit: Path, count: int = 8) -> list[dict[str, Any]]:
+def test_times(junit: Path) -> list[tuple[float, str]]:
+    """Every test's seconds (setup, call and teardown), slowest first."""
     if not junit.exists():
         return []
     cases = [(float(c.get("time", 0)), f"{c.get('classname', '')}::{c.get('name', '')}")
              for c in ET.parse(junit).iter("testcase")]
-    return [{"test": name, "s": round(s, 2)} for s, name in sorted(cases, reverse=True)[:count]]
+    return sorted(cases, reverse=True)
 
 
 def run_reladiff(url: str | dict[str, Any], legacy: str, view: str, key: str,
@@ -173,11 +174,15 @@ def measure(dsn: str, bundle: Bundle, reladiff_target: str | dict[str, Any] | No
         seconds, verdict = timed(run_gate, dsn=dsn, bundle=None, scale=None, reports=reports,
                                  pytest_args=[], log=reports / "gate.log")
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        times = test_times(reports / "junit.xml")
         result["gate"] = {
             "s": seconds, "go": verdict.go, "ratio_to_limit": seconds / limit,
             "failed": [f"{f.test}: {f.reason}" for f in verdict.failed],
             "not_proven": [f"{u.test}: {u.reason}" for u in verdict.not_proven],
-            "slowest": slowest_tests(reports / "junit.xml"),
+            "slowest": [{"test": name, "s": round(s, 2)} for s, name in times[:25]],
+            # Where the rest goes: the tests together, and the run around them (the child
+            # pytest's start and collection, the engine's start, the verdict).
+            "tests_s": sum(s for s, _ in times), "tests": len(times),
             "peak_rss_mb_largest_child": peak_kb / 1024}
     return result
 
@@ -207,6 +212,8 @@ def report(result: dict[str, Any]) -> None:
     console.print(table)
     for line in gate["failed"]:
         console.print(f"[red]failed[/red] {line}")
+    console.print(f"{gate['tests']} tests took {gate['tests_s']:.1f} s of the gate's "
+                  f"{gate['s']:.1f} s")
     console.print(f"peak RSS (largest child): {gate['peak_rss_mb_largest_child']:.0f} MB; "
                   "slowest: " + ", ".join(f"{t['test'].split('::')[-1]} {t['s']:.0f} s"
                                           for t in gate["slowest"][:5]))

@@ -17,6 +17,7 @@ from eventgate.bundle import Bundle, TableMapping, load_bundle
 from eventgate.checks.key_ranges import Readers, default_count
 from eventgate.checks.result import CheckResult
 from eventgate.checks.table_pass import TablePass, table_pass
+from eventgate.checks.views import ViewPass, view_pass
 from eventgate.errors import EventgateError
 from eventgate.migrate.runner import Runner
 from eventgate.pg import provision
@@ -164,6 +165,27 @@ def table_pass_of(_table_passes: dict[str, TablePass], target_conn: psycopg.Conn
                 target_conn, mapping, log=bundle.expectations.change_log,
                 readers=target_readers)
         return _table_passes[mapping.legacy_table]
+
+    return of
+
+
+@pytest.fixture(scope="session")
+def _view_passes() -> dict[str, ViewPass]:
+    return {}
+
+
+@pytest.fixture
+def view_pass_of(_view_passes: dict[str, ViewPass], target_conn: psycopg.Connection,
+                 bundle: Bundle, target_readers: Readers) -> Callable[[TableMapping], ViewPass]:
+    """A compatibility view's row equality and NOT NULL columns on the target, from one read
+    of it (eventgate.checks.views.view_pass), made by the first of the two gates to ask."""
+
+    def of(mapping: TableMapping) -> ViewPass:
+        if mapping.legacy_table not in _view_passes:
+            _view_passes[mapping.legacy_table] = view_pass(
+                target_conn, mapping, log=bundle.expectations.change_log,
+                readers=target_readers)
+        return _view_passes[mapping.legacy_table]
 
     return of
 
