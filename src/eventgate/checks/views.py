@@ -1,7 +1,8 @@
 """Compatibility views: each legacy table's view exists and returns the same bag of rows as the
 legacy table kept as backup (EXCEPT ALL, both ways), leaving out on both sides the keys the
 bundle's change record says were written since the migration; and it never returns NULL in a
-column the legacy table declares NOT NULL.
+column the legacy table declares NOT NULL (not proven when the view returns no rows: no row
+shows what its expressions give).
 
 view_pass answers both from one read of the view where the legacy key is unique: the joined
 read that compares the rows also counts the NULLs of each view row it meets, and the rows it
@@ -48,12 +49,13 @@ def _only_in(conn: psycopg.Connection, left: sql.Composable,
 # keeps unique and NOT NULL, no unpartnered row and every legacy row met exactly once means the
 # same bag of rows (every view row equals its one legacy row, and the other way round), which
 # EXCEPT ALL both ways decides with two sorts of both sides.
-# The same read counts, per column in {nulls}, the view rows holding NULL there: each view row
-# is met once, the legacy key being unique.
+# The same read counts the view rows and, per column in {null_counts}, those holding NULL there:
+# each view row is met once, the legacy key being unique.
 JOINED_SQL = """SELECT (SELECT count(*) FROM ({legacy}) q),
   count(*) FILTER (WHERE l.here),
   count(*) FILTER (WHERE l.here AND (v.here IS NULL OR l.r IS DISTINCT FROM v.r)),
-  count(*) FILTER (WHERE v.here AND (l.here IS NULL OR l.r IS DISTINCT FROM v.r)){null_counts}
+  count(*) FILTER (WHERE v.here AND (l.here IS NULL OR l.r IS DISTINCT FROM v.r)),
+  count(*) FILTER (WHERE v.here){null_counts}
 FROM (SELECT r, r.{key} AS k, true AS here FROM ({legacy}) r) l
 FULL JOIN (SELECT r, r.{key} AS k, true AS here{null_flags} FROM ({view}) r) v ON v.k = l.k"""
 
@@ -62,7 +64,7 @@ def _same_by_key(conn: psycopg.Connection, legacy: sql.Composable, view: sql.Com
                  key: str, nulls: list[str]) -> tuple[bool, list[int]]:
     """True when the joined read proves both sides the same bag; False when it finds a row
     without its partner or a key the view repeats (EXCEPT ALL then counts and names them).
-    Either way, the view rows holding NULL in each column of `nulls`."""
+    Either way, the view rows it read, then those holding NULL in each column of `nulls`."""
     flags = [sql.Identifier(f"null_{n}") for n in range(len(nulls))]
     row = conn.execute(sql.SQL(JOINED_SQL).format(
         legacy=legacy, view=view, key=sql.Identifier(key),
@@ -84,7 +86,8 @@ class ViewPass:
 
 
 # What one key range's read found: the rows only in the backup and only in the view (how many,
-# a sample), and the NULLs of each required column (None: this read did not count them).
+# a sample), and the view rows read then the NULLs of each required column (None: this read did
+# not count them).
 Found = tuple[tuple[int, list[str]], tuple[int, list[str]], list[int] | None]
 
 
@@ -204,14 +207,16 @@ def _summed(parts: list[list[int] | None]) -> list[int] | None:
 
 
 def _null_counts(required: list[str]) -> sql.Composable:
-    return sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE r.{} IS NULL)").format(
-        sql.Identifier(c)) for c in required)
+    """The rows, then each required column's NULLs."""
+    return sql.SQL(", ").join([sql.SQL("count(*)"), *(
+        sql.SQL("count(*) FILTER (WHERE r.{} IS NULL)").format(sql.Identifier(c))
+        for c in required)])
 
 
 def _recorded_nulls(conn: psycopg.Connection, mapping: TableMapping, changes: Changes,
                     required: list[str]) -> list[int]:
-    """The NULLs of the view rows the joined read left out: those whose key the record holds,
-    found through the key's index."""
+    """The view rows the joined read left out, those whose key the record holds (found through
+    the key's index), and their NULLs."""
     assert mapping.view is not None
     key_type = next(c.type for c in columns(conn, mapping.view) if c.name == mapping.key)
     row = conn.execute(sql.SQL("SELECT {} FROM {} r WHERE {}").format(
@@ -272,7 +277,7 @@ def view_nullability(conn: psycopg.Connection, mapping: TableMapping, *,
     assert mapping.view is not None
     required = _required(conn, mapping)
     if not required:
-        return _nulls_finding(mapping, required, [])
+        return _nulls_finding(mapping, required, [0])
     nulls_sql = sql.SQL("SELECT {} FROM {} r").format(_null_counts(required),
                                                       sql.Identifier(mapping.view))
     key = sql.SQL("r.{}").format(sql.Identifier(mapping.key))
@@ -300,13 +305,25 @@ def _required(conn: psycopg.Connection, mapping: TableMapping) -> list[str]:
 
 def _nulls_finding(mapping: TableMapping, required: list[str], counts: list[int]
                    ) -> CheckResult:
-    subject = f"view {mapping.view} NOT NULL columns"
+    """The finding from the view's rows `counts[0]` and each required column's NULLs after."""
+    check, subject = "compatibility view nulls", f"view {mapping.view} NOT NULL columns"
     if not required:
-        return CheckResult("compatibility view nulls", subject, True, "no NOT NULL columns")
-    nulls = [f"{c}: {n} NULL rows" for c, n in zip(required, counts, strict=True) if n]
-    if nulls:
-        return CheckResult("compatibility view nulls", subject, False,
+        return CheckResult(check, subject, True, "the legacy table declares no NOT NULL "
+                           "columns the view has")
+    assert mapping.view is not None
+    reproduce = (sql.SQL("SELECT {} FROM {} r;").format(_null_counts(required),
+                                                        sql.Identifier(mapping.view))
+                 .as_string(None))
+    rows, *nulls = counts
+    if not rows:
+        # No row, no NULL: an empty view shows nothing about the expressions behind it.
+        return CheckResult.unproven(check, subject, f"{mapping.view} returns no rows, so none "
+                                    f"of its {len(required)} NOT NULL columns was read; load "
+                                    "rows to prove it", sql=reproduce)
+    found = [f"{c}: {n} NULL rows" for c, n in zip(required, nulls, strict=True) if n]
+    if found:
+        return CheckResult(check, subject, False,
                            f"{mapping.view} returns NULL in columns the legacy table declares "
-                           f"NOT NULL: {', '.join(nulls)}")
-    return CheckResult("compatibility view nulls", subject, True,
-                       f"{len(required)} NOT NULL columns never NULL")
+                           f"NOT NULL: {', '.join(found)} (of {rows:,} rows)", sql=reproduce)
+    return CheckResult(check, subject, True,
+                       f"{len(required)} NOT NULL columns never NULL in {rows:,} rows")
