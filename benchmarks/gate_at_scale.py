@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from eventgate.bundle import Bundle, load_bundle
@@ -211,12 +212,13 @@ def report(result: dict[str, Any]) -> None:
                       f"{result['reladiff']['over_parity_largest']:.2f}x parity", ">= 2.5x")
     console.print(table)
     for line in gate["failed"]:
-        console.print(f"[red]failed[/red] {line}")
+        console.print(f"[red]failed[/red] {escape(line)}")
     console.print(f"{gate['tests']} tests took {gate['tests_s']:.1f} s of the gate's "
                   f"{gate['s']:.1f} s")
+    # Escaped: a parametrized test's id in brackets would read as rich markup and vanish.
     console.print(f"peak RSS (largest child): {gate['peak_rss_mb_largest_child']:.0f} MB; "
-                  "slowest: " + ", ".join(f"{t['test'].split('::')[-1]} {t['s']:.0f} s"
-                                          for t in gate["slowest"][:5]))
+                  "slowest: " + escape(", ".join(f"{t['test'].split('::')[-1]} {t['s']:.1f} s"
+                                                 for t in gate["slowest"][:6])))
 
 
 def main() -> None:
