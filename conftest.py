@@ -38,6 +38,9 @@ SCHEDULE_CHUNK = 2
 EXTRA_WORKERS = 1
 
 
+# optionalhook: without xdist (-p no:xdist, a child gate the selftest runs here) the hook is
+# unknown, which pluggy otherwise refuses before collecting anything.
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (cores or 1) + EXTRA_WORKERS

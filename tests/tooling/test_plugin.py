@@ -1,5 +1,9 @@
 """The pytest plugin end to end, through pytester: options, markers, header, one clean stop."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from eventgate.pg.databases import Database
@@ -151,3 +155,16 @@ def test_assertion_rewriting_is_kept_to_eventgate_and_the_tests(
     without = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:eventgate")
     without.assert_outcomes(failed=1)
     without.stdout.fnmatch_lines(["*assert not *_rewritten*schemathesis*"])
+
+
+def test_the_repositorys_own_conftest_runs_without_xdist() -> None:
+    """The suite's conftest.py names an xdist hook; `pytest -p no:xdist tests/performance` (the
+    serial budget run the skip reason points to) and the child gates the selftest runs in this
+    checkout must still collect and run."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p",
+                           "no:cacheprovider", "-q", "tests/tooling/test_notify.py", "-k",
+                           "hung_webhook"], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout, done.stdout[-2000:]
