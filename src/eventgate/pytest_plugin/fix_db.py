@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -32,6 +33,8 @@ from eventgate.seed.generator import SeedPlan
 from eventgate.seed.load import build_legacy
 from eventgate.seed.profiles import profile
 from eventgate.seed.scales import scale
+
+T = TypeVar("T")
 
 STATEMENT_TIMEOUT_MS = 60_000
 OWNED_ONLY = ("needs a database the suite owns (it writes); runs on the embedded cluster, "
@@ -160,11 +163,8 @@ def table_pass_of(_table_passes: dict[str, TablePass], target_conn: psycopg.Conn
     other in this session: the green target is only read."""
 
     def of(mapping: TableMapping) -> TablePass:
-        if mapping.legacy_table not in _table_passes:
-            _table_passes[mapping.legacy_table] = table_pass(
-                target_conn, mapping, log=bundle.expectations.change_log,
-                readers=target_readers)
-        return _table_passes[mapping.legacy_table]
+        return _once(_table_passes, mapping.legacy_table, lambda: table_pass(
+            target_conn, mapping, log=bundle.expectations.change_log, readers=target_readers))
 
     return of
 
@@ -181,13 +181,18 @@ def view_pass_of(_view_passes: dict[str, ViewPass], target_conn: psycopg.Connect
     of it (eventgate.checks.views.view_pass), made by the first of the two gates to ask."""
 
     def of(mapping: TableMapping) -> ViewPass:
-        if mapping.legacy_table not in _view_passes:
-            _view_passes[mapping.legacy_table] = view_pass(
-                target_conn, mapping, log=bundle.expectations.change_log,
-                readers=target_readers)
-        return _view_passes[mapping.legacy_table]
+        return _once(_view_passes, mapping.legacy_table, lambda: view_pass(
+            target_conn, mapping, log=bundle.expectations.change_log, readers=target_readers))
 
     return of
+
+
+def _once(kept: dict[str, T], key: str, make: Callable[[], T]) -> T:
+    """What `make` gives, made on the first ask of `key` and kept: the green target is only
+    read, so a second gate over the same read sees what the first saw."""
+    if key not in kept:
+        kept[key] = make()
+    return kept[key]
 
 
 @pytest.fixture
