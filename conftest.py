@@ -1,6 +1,6 @@
 """This repository's own run needs only pytester beyond the eventgate plugin (registered through
-its pytest11 entry point), to test the plugin end to end; and it runs its longest modules first.
-"""
+its pytest11 entry point), to test the plugin end to end; the rest schedules this run over
+xdist's workers (how many, in what chunks, the longest modules first)."""
 
 import os
 
