@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from eventgate.bundle import ChangeLog
+from eventgate.checks.catalog import columns
 from eventgate.migrate.ledger import SCHEMA as LEDGER_SCHEMA
 from eventgate.migrate.ledger import TABLE as LEDGER_TABLE
 
@@ -146,14 +147,16 @@ class Changes:
             return sql.SQL("TRUE")
         return self.unchanged(key)
 
-    def recorded(self, key: sql.Composable, key_type: str) -> sql.Composable:
-        """True for a row whose key the record holds, the record's text cast back to the key's
-        type so that the key's index finds the rows (the triggers write key::text). Only for
-        a record that exists."""
+    def recorded(self, conn: psycopg.Connection, relation: str, key: str,
+                 alias: str) -> sql.Composable:
+        """True for a row of `relation` (read as `alias`) whose `key` the record holds, the
+        record's text cast back to the key's type so that the key's index finds the rows (the
+        triggers write key::text). Only for a record that exists."""
         assert self.log is not None
+        key_type = next(c.type for c in columns(conn, relation) if c.name == key)
         return sql.SQL("{key} IN (SELECT c.row_key::{type} FROM {log} c "
                        "WHERE c.relation = {relation})").format(
-            key=key, type=sql.SQL(key_type), log=_qualified(self.log),
+            key=sql.Identifier(alias, key), type=sql.SQL(key_type), log=_qualified(self.log),
             relation=sql.Literal(self.relation))
 
     def summary(self) -> str:

@@ -29,7 +29,6 @@ from psycopg import sql
 
 from eventgate.bundle import ChangeLog, TableMapping
 from eventgate.checks import counts, parity
-from eventgate.checks.catalog import columns
 from eventgate.checks.changes import Changes, one_snapshot, read_changes
 from eventgate.checks.integrity import declared_jsonb_keys, jsonb_columns, undeclared_keys
 from eventgate.checks.key_ranges import KeyRange, Readers, over_key
@@ -69,10 +68,8 @@ def _recorded_flagged(conn: psycopg.Connection, mapping: TableMapping, changes: 
     """The rows the pass left out (the record holds them) that hold an undeclared key."""
     if changes.log is None or not flags or not sum(changes.by_origin.values()):
         return 0
-    key = mapping.columns[mapping.key].target
-    key_type = next(c.type for c in columns(conn, mapping.target) if c.name == key)
-    conditions: list[sql.Composable] = [changes.recorded(
-        sql.SQL("t.{}").format(sql.Identifier(key)), key_type),
+    conditions: list[sql.Composable] = [
+        changes.recorded(conn, mapping.target, mapping.columns[mapping.key].target, "t"),
         sql.SQL("({})").format(sql.SQL(" OR ").join(flags))]
     if mapping.filter:
         conditions.append(sql.SQL(mapping.filter))

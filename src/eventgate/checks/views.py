@@ -218,11 +218,9 @@ def _recorded_nulls(conn: psycopg.Connection, mapping: TableMapping, changes: Ch
     """The view rows the joined read left out, those whose key the record holds (found through
     the key's index), and their NULLs."""
     assert mapping.view is not None
-    key_type = next(c.type for c in columns(conn, mapping.view) if c.name == mapping.key)
     row = conn.execute(sql.SQL("SELECT {} FROM {} r WHERE {}").format(
         _null_counts(required), sql.Identifier(mapping.view),
-        changes.recorded(sql.SQL("r.{}").format(sql.Identifier(mapping.key)), key_type)
-    )).fetchone()
+        changes.recorded(conn, mapping.view, mapping.key, "r"))).fetchone()
     assert row is not None
     return [int(n) for n in row]
 
